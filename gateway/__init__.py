@@ -1,0 +1,1 @@
+"""Email-driven support-case gateway."""

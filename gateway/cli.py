@@ -1,0 +1,272 @@
+"""The `gateway` command: wiring only; every command calls into the package."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway import config, schema, views
+from gateway.db import make_engine, session_scope
+from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, HELD, Delivery, InboundMessage
+
+EX_TEMPFAIL = 75
+
+
+class App:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: config.Settings | None = None
+        self._engine = None
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            try:
+                self._settings = config.load(self.config_path)
+            except config.ConfigError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._settings
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+            schema.upgrade(self._engine)
+        return self._engine
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _print(data: Any, as_json: bool, columns: list[str] | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        if columns:
+            click.echo("  ".join(str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns))
+        else:
+            for key, value in row.items():
+                click.echo(f"{key}: {value}")
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="GATEWAY_CONFIG", type=click.Path(dir_okay=False),
+              help="Configuration file (default: config/gateway.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Email-driven support-case gateway."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = App(config_path)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Create or upgrade the schema to the newest version."""
+    schema.upgrade(make_engine(app.settings))
+    click.echo("database is up to date")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@pass_app
+def import_(app: App, file: str) -> None:
+    """Import reference data (clients, contracts, licences, contacts, agents) from TOML."""
+    from gateway import refdata
+    try:
+        data = refdata.load_file(Path(file).read_text(encoding="utf-8"))
+        with session_scope(app.engine) as session:
+            report = refdata.import_data(session, data)
+    except refdata.RefDataError as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        raise click.ClickException(f"nothing imported: {len(exc.errors)} error(s)") from exc
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@pass_app
+def ingest(app: App, paths: tuple[str, ...]) -> None:
+    """Store messages (standard input, files, folders or Maildirs), then process them.
+
+    Exit status speaks of storing only: 0 once every message is stored, 75 when one could
+    not be stored (an MTA then retries).
+    """
+    from gateway.pipeline import run
+    from gateway.receive import pipe
+    try:
+        engine = app.engine
+        ids, failed = pipe.store_all(engine, pipe.read_sources(list(paths)))
+    except Exception as exc:  # noqa: BLE001 - the MTA must retry, not lose the message
+        click.echo(f"could not store: {exc}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    for inbound_id in ids:
+        try:
+            run.process(engine, app.settings, inbound_id)
+        except Exception as exc:  # noqa: BLE001 - stored: `serve` will process it later
+            click.echo(f"message {inbound_id} stored, processing deferred: {exc}", err=True)
+    if failed:
+        click.echo(f"could not store: {', '.join(failed)}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    if len(ids) != 1 or paths:
+        click.echo(f"{len(ids)} message(s) stored and processed")
+
+
+@main.command()
+@pass_app
+def serve(app: App) -> None:
+    """Run the SMTP/LMTP door, the pipeline, the outbox sender until stopped."""
+    from gateway.serve import Gateway
+    gateway = Gateway(app.settings, app.engine)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    gateway.start()
+    s = app.settings
+    click.echo(f"gateway listening on {s.smtp.host}:{s.smtp.port} ({'LMTP' if s.smtp.lmtp else 'SMTP'})"
+               f" for {s.support.address}; outbound via {s.outbound.transport}"
+               + (f" to {s.path(s.outbound.maildir)}" if s.outbound.transport == "maildir" else ""))
+    stop.wait()
+    gateway.stop()
+
+
+@main.group()
+def cases() -> None:
+    """Support cases."""
+
+
+@cases.command("list")
+@click.option("--status")
+@click.option("--client")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cases_list(app: App, status: str | None, client: str | None, as_json: bool) -> None:
+    with session_scope(app.engine) as session:
+        rows = views.cases_list(session, status, client)
+    _print(rows, as_json, ["number", "status", "client", "serial", "criticality", "priority", "title"])
+
+
+@cases.command("show")
+@click.argument("number", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cases_show(app: App, number: int, as_json: bool) -> None:
+    with session_scope(app.engine) as session:
+        detail = views.case_detail(session, number)
+    if detail is None:
+        raise click.ClickException(f"no case {number}")
+    if as_json:
+        _print(detail, True)
+        return
+    for key in ("number", "status", "client", "serial", "module", "criticality", "priority", "title",
+                "main_contact", "distribution_list"):
+        click.echo(f"{key}: {detail[key]}")
+    for e in detail["events"]:
+        click.echo(f"\n--- {e['at']} {e['kind']}{' (internal)' if e['internal'] else ''} by {e['author']}")
+        if e["text"]:
+            click.echo(e["text"])
+    for a in detail["attachments"]:
+        click.echo(f"attachment: {a['filename']} ({a['size']} bytes)")
+
+
+@main.group()
+def inbound() -> None:
+    """Received messages and what became of them."""
+
+
+@inbound.command("list")
+@click.option("--held", is_flag=True, help="Only messages held for a human.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def inbound_list(app: App, held: bool, as_json: bool) -> None:
+    with session_scope(app.engine) as session:
+        rows = views.inbound_list(session, held)
+    _print(rows, as_json, ["id", "received_at", "outcome", "case", "sender", "subject"])
+
+
+@inbound.command("retry")
+@click.argument("inbound_id", type=int)
+@pass_app
+def inbound_retry(app: App, inbound_id: int) -> None:
+    """Run a held message through the pipeline again."""
+    from gateway.pipeline import run
+    with session_scope(app.engine) as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row is None:
+            raise click.ClickException(f"no message {inbound_id}")
+        if row.outcome != HELD:
+            raise click.ClickException(f"message {inbound_id} is {row.outcome}, not held")
+    outcome = run.process(app.engine, app.settings, inbound_id, retry=True)
+    if outcome is None:
+        raise click.ClickException(f"message {inbound_id} was processed meanwhile")
+    click.echo(f"message {inbound_id}: {outcome.outcome} ({'; '.join(outcome.reasons)})")
+
+
+@main.group()
+def outbox() -> None:
+    """Outgoing mail."""
+
+
+@outbox.command("list")
+@click.option("--failed", is_flag=True, help="Only deliveries set aside after failing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def outbox_list(app: App, failed: bool, as_json: bool) -> None:
+    with session_scope(app.engine) as session:
+        rows = views.outbox_list(session, failed)
+    _print(rows, as_json, ["id", "status", "attempts", "recipient", "kind", "subject", "last_error"])
+
+
+@outbox.command("retry")
+@click.argument("delivery_id", type=int)
+@pass_app
+def outbox_retry(app: App, delivery_id: int) -> None:
+    """Put a failed delivery back in the queue, due now."""
+    from gateway.db import utcnow
+    with session_scope(app.engine) as session:
+        row = session.get(Delivery, delivery_id)
+        if row is None:
+            raise click.ClickException(f"no delivery {delivery_id}")
+        if row.status != DELIVERY_FAILED:
+            raise click.ClickException(f"delivery {delivery_id} is {row.status}, not failed")
+        row.status, row.next_attempt_at, row.locked_until = DELIVERY_PENDING, utcnow(), None
+    click.echo(f"delivery {delivery_id} queued again")
+
+
+@outbox.command("send")
+@pass_app
+def outbox_send(app: App) -> None:
+    """Send every due delivery now, once (serve does this continuously)."""
+    from gateway.outbound import send
+    counts = send.drain(app.engine, app.settings)
+    click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing to send")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Queue depths, held messages, failing deliveries, last errors."""
+    with session_scope(app.engine) as session:
+        _print(views.status(session), as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

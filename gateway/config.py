@@ -1,0 +1,205 @@
+"""Settings: one frozen object loaded once from a TOML file and the environment.
+
+Configuration is passed, never imported: `load()` builds a `Settings`, and tests derive
+variants with `dataclasses.replace`. Relative paths in a file are resolved against the
+directory that holds the file, so the gateway behaves the same whatever its working
+directory (an MTA runs pipe commands from anywhere).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "config" / "gateway.toml"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/gateway.sqlite3"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2525
+    lmtp: bool = False
+    max_message_bytes: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 993
+    ssl: bool = True
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = ""
+    poll_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    transport: str = "maildir"  # "smtp" or "maildir"
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    maildir: str = "var/sent"
+    poll_seconds: float = 5.0
+    give_up_after_hours: int = 72
+
+
+@dataclass(frozen=True)
+class SupportSettings:
+    address: str = "assistance@editeur.example"
+    name: str = "Support Éditeur"
+    case_tag: str = "Dossier"
+    lead_address: str = "responsable.support@editeur.example"
+    token_secret: str = ""
+    language: str = "fr"
+    answers_per_hour: int = 20
+    trusted_authserv_id: str = ""
+
+
+@dataclass(frozen=True)
+class SalesAdminSettings:
+    address: str = "adv@editeur.example"
+    phone: str = "+33 1 23 45 67 89"
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    first_after_days: int = 3
+    interval_days: int = 3
+    max: int = 2
+    autoclose_after_days: int = 3
+    business_days: bool = False
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    reopen_days: int = 7
+    resolved_autoclose_days: int = 7
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    first_response_hours: dict[int, int] = field(
+        default_factory=lambda: {1: 2, 2: 8, 3: 24, 4: 72})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    imap: ImapSettings = ImapSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    support: SupportSettings = SupportSettings()
+    sales_admin: SalesAdminSettings = SalesAdminSettings()
+    reminders: ReminderSettings = ReminderSettings()
+    cases: CaseSettings = CaseSettings()
+    sla: SlaSettings = SlaSettings()
+    templates_dir: str = str(PROJECT_DIR / "templates")
+    base_dir: str = "."
+
+    def path(self, value: str) -> Path:
+        """A configured path, resolved against the configuration file's directory."""
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            rest = url[len(prefix):]
+            if rest and rest != ":memory:":
+                return prefix + str(self.path(rest).resolve())
+        return url
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or holds a wrong value."""
+
+
+_SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings, "smtp": SmtpSettings, "imap": ImapSettings,
+    "outbound": OutboundSettings, "support": SupportSettings,
+    "sales_admin": SalesAdminSettings, "reminders": ReminderSettings,
+    "cases": CaseSettings, "sla": SlaSettings,
+}
+
+
+def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
+    if section == "sla" and key == "first_response_hours":
+        try:
+            return {int(k): int(v) for k, v in dict(value).items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[sla] first_response_hours: {exc}") from exc
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(current, (int, float)) and not isinstance(value, (int, float)):
+        try:
+            return type(current)(value)
+        except ValueError as exc:
+            raise ConfigError(f"[{section}] {key}: expected a number, got {value!r}") from exc
+    return value
+
+
+def _build(section: str, cls: type, values: dict[str, Any]) -> Any:
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"[{section}] has no setting {key!r} (known: {', '.join(sorted(known))})")
+        changes[key] = _coerce(section, key, value, getattr(defaults, key))
+    env_prefix = f"GATEWAY_{section.upper()}_"
+    for key in known:
+        env = os.environ.get(env_prefix + key.upper())
+        if env is not None:
+            changes[key] = _coerce(section, key, env, getattr(defaults, key))
+    return dataclasses.replace(defaults, **changes)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load settings from `path`, $GATEWAY_CONFIG or config/gateway.toml, then the environment.
+
+    Environment variables named GATEWAY_<SECTION>_<KEY> (e.g. GATEWAY_DATABASE_URL) override
+    the file. A missing default file is not an error: the embedded defaults apply.
+    """
+    chosen = path or os.environ.get("GATEWAY_CONFIG")
+    file = Path(chosen) if chosen else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {file}: {exc}") from exc
+        base_dir = str(file.resolve().parent)
+    elif chosen:
+        raise ConfigError(f"configuration file {file} does not exist")
+    else:
+        base_dir = os.getcwd()
+    unknown = set(data) - set(_SECTIONS) - {"templates_dir"}
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))}")
+    sections = {name: _build(name, cls, data.get(name, {})) for name, cls in _SECTIONS.items()}
+    templates = data.get("templates_dir")
+    settings = Settings(**sections, base_dir=base_dir)
+    if templates:
+        settings = dataclasses.replace(settings, templates_dir=str(settings.path(templates)))
+    return settings

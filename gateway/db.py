@@ -1,0 +1,60 @@
+"""Engine and session scope. Adapters and jobs open `with session_scope(engine) as session:`;
+the functions they call take a session and never commit."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.config import Settings
+
+
+def utcnow() -> dt.datetime:
+    """The current time as naive UTC, the way every timestamp is stored."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin: savepoints
+    # (used for priority points and alerts) only work that way.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets the SMTP door write while the pipeline reads; NORMAL sync is durable across
+    # process crashes, which is what "stored before 250" protects against.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine for the configured database; creates the SQLite file's folder."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back otherwise."""
+    session = sessionmaker(engine, expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,114 @@
+"""The transactional outbox: composed messages written in the caller's transaction.
+
+`Outbox.post` renders a template for each language among the recipients and writes one
+`OutboundMessage` per language with one `Delivery` per recipient (each gets a Reply-To
+token of its own). Nothing is sent here; `send.py` drains the deliveries. Never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.models import Case, Delivery, OutboundMessage
+from gateway.outbound import compose, token
+
+AUTO_REPLIED, AUTO_GENERATED = "auto-replied", "auto-generated"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    name: str = ""
+    language: str = "fr"
+
+
+def new_message_id(settings: Settings) -> str:
+    domain = settings.support.address.partition("@")[2] or "localhost"
+    return f"<{secrets.token_hex(12)}@{domain}>"
+
+
+@dataclass
+class Outbox:
+    """Posts messages for one unit of work (one inbound message or one job run)."""
+    session: Session
+    settings: Settings
+    now: dt.datetime
+    answering: str | None = None        # Message-ID of the message being answered
+    inbound_id: int | None = None
+    author: str | None = None           # never a recipient of what answers it
+    posted: list[OutboundMessage] = field(default_factory=list)
+    _key: bytes | None = None
+
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = token.secret(self.session, self.settings)
+        return self._key
+
+    def answers_left(self, address: str) -> bool:
+        """Whether `address` may get one more automatic answer this hour (loop protection)."""
+        since = self.now - dt.timedelta(hours=1)
+        sent = self.session.scalar(
+            select(func.count()).select_from(Delivery).join(OutboundMessage)
+            .where(Delivery.recipient == address, Delivery.created_at >= since,
+                   OutboundMessage.auto_submitted == AUTO_REPLIED))
+        return (sent or 0) < self.settings.support.answers_per_hour
+
+    def post(self, kind: str, to: list[Recipient], cc: list[Recipient] = (), *,  # type: ignore[assignment]
+             case: Case | None = None, context: dict[str, Any] | None = None,
+             auto_submitted: str = AUTO_REPLIED, include_author: bool = False) -> list[OutboundMessage]:
+        """Compose `kind` for `to` + `cc` and write it to the outbox. The author of the
+        message being answered is left out unless `include_author` (acknowledgements)."""
+        to, cc = self._dedupe(to, include_author), self._dedupe(cc, include_author)
+        cc = [r for r in cc if r.address not in {t.address for t in to}]
+        if not to and not cc:
+            return []
+        ctx = dict(context or {}, case=case, settings=self.settings,
+                   case_subject=self._case_subject(case) if case else "")
+        groups: dict[str, list[Recipient]] = {}
+        for r in to + cc:
+            groups.setdefault(r.language if r.language in compose.LANGUAGES else "fr", []).append(r)
+        messages = []
+        for language, recipients in groups.items():
+            rendered = compose.render(self.settings.templates_dir, kind, language, ctx)
+            messages.append(self._write(kind, rendered, to, cc, recipients, case, auto_submitted))
+        self.posted.extend(messages)
+        return messages
+
+    def _dedupe(self, recipients: Any, include_author: bool) -> list[Recipient]:
+        seen: set[str] = set()
+        out = []
+        for r in recipients:
+            address = r.address.lower()
+            if address in seen or (not include_author and address == (self.author or "").lower()):
+                continue
+            seen.add(address)
+            out.append(r)
+        return out
+
+    def _case_subject(self, case: Case) -> str:
+        return compose.clean_header(f"[{self.settings.support.case_tag} #{case.id}] {case.title}")
+
+    def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
+               recipients: list[Recipient], case: Case | None, auto_submitted: str) -> OutboundMessage:
+        references = [case.thread_id] if case else []
+        if self.answering and self.answering not in references:
+            references.append(self.answering)
+        message = OutboundMessage(
+            created_at=self.now, kind=kind, case_id=case.id if case else None,
+            inbound_id=self.inbound_id, message_id=new_message_id(self.settings),
+            in_reply_to=self.answering or (case.thread_id if case else None),
+            references=" ".join(references) or None, auto_submitted=auto_submitted,
+            to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
+            subject=rendered.subject, text=rendered.text, html=rendered.html)
+        self.session.add(message)
+        for r in recipients:
+            tok = token.make(self.key(), case.id, r.address) if case else ""
+            message.deliveries.append(Delivery(
+                recipient=r.address, token=tok, created_at=self.now, next_attempt_at=self.now))
+        return message

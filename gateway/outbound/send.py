@@ -1,0 +1,142 @@
+"""Drain the outbox: build each delivery's MIME message and hand it to the relay or maildir.
+
+A delivery is claimed (locked for a few minutes) in one short transaction, sent outside
+any transaction, then marked sent, retried later with a growing delay, or set aside as
+failed after `outbound.give_up_after_hours` (or at once on a permanent 5xx refusal).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import mailbox
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+from sqlalchemy import Engine, or_, select
+
+from gateway.config import Settings
+from gateway.db import session_scope, utcnow
+from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Delivery
+from gateway.outbound.token import reply_address
+
+log = logging.getLogger(__name__)
+RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
+LOCK = dt.timedelta(minutes=5)
+
+
+class PermanentFailure(Exception):
+    """The relay refused the recipient or the message for good (5xx)."""
+
+
+def build(delivery: Delivery, settings: Settings) -> EmailMessage:
+    """The MIME message for one recipient: shared headers and body, their own Reply-To."""
+    out = delivery.message
+    support = settings.support
+    msg = EmailMessage()
+    msg["From"] = formataddr((support.name, support.address))
+    if out.to_header:
+        msg["To"] = ", ".join(formataddr((n, a)) for n, a in out.to_header)
+    if out.cc_header:
+        msg["Cc"] = ", ".join(formataddr((n, a)) for n, a in out.cc_header)
+    reply_to = reply_address(support.address, delivery.token) if delivery.token else support.address
+    msg["Reply-To"] = formataddr((support.name, reply_to))
+    msg["Subject"] = out.subject
+    msg["Date"] = format_datetime(out.created_at.replace(tzinfo=dt.UTC))
+    msg["Message-ID"] = out.message_id
+    if out.in_reply_to:
+        msg["In-Reply-To"] = out.in_reply_to
+    if out.references:
+        msg["References"] = out.references
+    msg["Auto-Submitted"] = out.auto_submitted
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(out.text)
+    msg.add_alternative(out.html, subtype="html")
+    return msg
+
+
+def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> list[int]:
+    """Lock up to `limit` due deliveries for this process; two senders never share one."""
+    with session_scope(engine) as session:
+        rows = list(session.scalars(
+            select(Delivery).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
+                                   or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
+            .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)))
+        for row in rows:
+            row.locked_until = now + LOCK
+        return [row.id for row in rows]
+
+
+def _transmit(msg: EmailMessage, recipient: str, settings: Settings) -> None:
+    out = settings.outbound
+    if out.transport == "maildir":
+        box = mailbox.Maildir(settings.path(out.maildir), create=True)
+        try:
+            box.add(msg.as_bytes())
+        finally:
+            box.close()
+        return
+    try:
+        with smtplib.SMTP(out.host, out.port, timeout=30) as smtp:
+            if out.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if out.username:
+                smtp.login(out.username, out.password)
+            smtp.send_message(msg, from_addr=settings.support.address, to_addrs=[recipient])
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(500 <= c < 600 for c in codes):
+            raise PermanentFailure(str(exc.recipients)) from exc
+        raise
+    except smtplib.SMTPResponseException as exc:
+        if 500 <= exc.smtp_code < 600:
+            raise PermanentFailure(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
+        raise
+
+
+def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datetime) -> str:
+    """Send one claimed delivery and record the result; returns the new status."""
+    with session_scope(engine) as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        msg = build(delivery, settings)
+        recipient = delivery.recipient
+    error: str | None = None
+    permanent = False
+    try:
+        _transmit(msg, recipient, settings)
+    except PermanentFailure as exc:
+        error, permanent = str(exc), True
+    except (OSError, smtplib.SMTPException) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    with session_scope(engine) as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        delivery.attempts += 1
+        delivery.locked_until = None
+        if error is None:
+            delivery.status, delivery.sent_at, delivery.last_error = DELIVERY_SENT, now, None
+        else:
+            delivery.last_error = error[:2000]
+            give_up = delivery.created_at + dt.timedelta(hours=settings.outbound.give_up_after_hours)
+            delay = dt.timedelta(minutes=RETRY_MINUTES[min(delivery.attempts, len(RETRY_MINUTES)) - 1])
+            if permanent or now + delay > give_up:
+                delivery.status = DELIVERY_FAILED
+                log.warning("delivery %s to %s set aside: %s", delivery_id, recipient, error)
+            else:
+                delivery.next_attempt_at = now + delay
+        return delivery.status
+
+
+def drain(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> dict[str, int]:
+    """Send every due delivery once; returns how many ended in each status."""
+    counts: dict[str, int] = {}
+    while True:
+        now_ = now or utcnow()
+        ids = claim(engine, now_)
+        if not ids:
+            return counts
+        for delivery_id in ids:
+            status = send_one(engine, settings, delivery_id, now_)
+            counts[status] = counts.get(status, 0) + 1

@@ -1,0 +1,48 @@
+"""An agent's message on a case: an answer to the customer, a status change, or a note.
+
+`[ATTENTE]`, `[RESOLU]` and `[CLOS]` set the status; `[NOTE]` keeps the text as an internal
+note that no customer ever sees. Never commits.
+"""
+from __future__ import annotations
+
+from gateway.models import APPENDED, CLOSED, IN_PROGRESS, RESOLVED, WAITING, Case
+from gateway.pipeline.attachments import store_attachments
+from gateway.pipeline.follow_up import close
+from gateway.pipeline.work import Outcome, Problem, Work, case_recipients
+
+TARGET = {"waiting": WAITING, "resolved": RESOLVED, "closed": CLOSED}
+
+
+def agent_message(work: Work, case: Case | None) -> Outcome:
+    if case is None:
+        code = "case_not_found" if work.request.case_number is not None else "agent_needs_case"
+        return work.refuse([Problem(code, {"number": work.request.case_number or ""})])
+    flags, text, now = work.request.flags, work.request.details, work.now
+    if "note" in flags:
+        event = work.event(case, "note", text, internal=True)
+        store_attachments(work.session, case, event, work.parsed.attachments)
+        case.updated_at = now
+        return Outcome(APPENDED, ("internal note",), case.id)
+    target = next((TARGET[f] for f in ("closed", "resolved", "waiting") if f in flags), None)
+    if target == CLOSED and not text.strip() and not work.parsed.attachments:
+        return close(work, case, closed_by="agent")
+    if not text.strip() and not work.parsed.attachments and target is None:
+        return work.refuse([Problem("empty_message")], case=case)
+    new_status = target or (case.status if case.status == CLOSED else IN_PROGRESS)
+    changed = new_status != case.status
+    event = work.event(case, "agent_message", text)
+    store_attachments(work.session, case, event, work.parsed.attachments)
+    if changed:
+        work.event(case, "status_change", f"{case.status} -> {new_status}")
+        case.status = new_status
+        case.waiting_since = now if new_status == WAITING else None
+        case.closed_at = now if new_status == CLOSED else None
+    if case.first_agent_at is None:
+        case.first_agent_at = now
+    case.updated_at = now
+    to, cc = case_recipients(case)
+    work.outbox.post("agent_message", to, cc, case=case, context={
+        "agent_name": work.sender.name or work.sender.address, "text": text,
+        "attachments": work.parsed.attachments, "status_changed": changed})
+    return Outcome(APPENDED, ("agent answer sent",) + ((f"status {new_status}",) if changed else ()), case.id)
+

@@ -1,0 +1,96 @@
+"""A customer's message on an existing case: add information, ask for information, close.
+
+The sender must be an active contact of the case's client (main contact, distribution
+list or colleague); anyone else is refused without learning anything about the case.
+Never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from gateway.models import (APPENDED, CLOSED, IN_PROGRESS, NEW, RESOLVED, WAITING, Agent, Case)
+from gateway.pipeline import priority
+from gateway.pipeline.attachments import store_attachments
+from gateway.pipeline.licence import refuse_inactive
+from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
+
+
+def active_agents(work: Work) -> list[Agent]:
+    return list(work.session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+
+
+def follow_up(work: Work, case: Case) -> Outcome:
+    contact = work.sender.contact_of(case.client_id)
+    if contact is None:
+        return work.refuse([Problem("case_not_found")])
+    flags = work.request.flags
+    if flags & {"close", "closed"}:
+        return close(work, case)
+    if not case.licence.active:
+        kind = "priority" if "priority" in flags else "info" if "info" in flags else "message"
+        return refuse_inactive(work, case.licence, kind, case)
+    reopened = False
+    if case.status == CLOSED:
+        limit = dt.timedelta(days=work.settings.cases.reopen_days)
+        if case.closed_at is not None and work.now - case.closed_at > limit:
+            return work.refuse([Problem("case_closed_too_long", {"days": work.settings.cases.reopen_days})],
+                               case=case)
+    text = work.request.details
+    if "priority" in flags:
+        result = priority.request(work, case, case.client)
+        work.outbox.post("priority_result", [work.sender_recipient()], case=case,  # type: ignore[list-item]
+                         context={"priority": result}, include_author=True)
+        if not text and not work.parsed.attachments:
+            return Outcome(APPENDED, (f"priority: {result.status}",), case.id)
+    if not text.strip() and not work.parsed.attachments:
+        return work.refuse([Problem("empty_message")], case=case)
+    if case.status in (CLOSED, RESOLVED):
+        reopened = True
+        work.event(case, "reopened", f"reopened by {work.sender.address}")
+        case.closed_at = None
+    if case.status in (WAITING, RESOLVED, CLOSED):
+        case.status = IN_PROGRESS if case.first_agent_at else NEW
+    case.waiting_since = None
+    case.last_customer_at = work.now
+    case.updated_at = work.now
+    if "info" in flags:
+        return _info_request(work, case, text)
+    event = work.event(case, "customer_message", text)
+    store_attachments(work.session, case, event, work.parsed.attachments)
+    context = {"author": work.sender, "text": text, "attachments": work.parsed.attachments,
+               "reopened": reopened}
+    to, cc = case_recipients(case)
+    work.outbox.post("case_message", to, cc, case=case, context=context)
+    work.outbox.post("case_message", agent_recipients(active_agents(work), work.settings.support.language),
+                     case=case, context=context)
+    return Outcome(APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)
+
+
+def _info_request(work: Work, case: Case, text: str) -> Outcome:
+    event = work.event(case, "info_request", text)
+    store_attachments(work.session, case, event, work.parsed.attachments)
+    work.outbox.post("info_ack", [work.sender_recipient()], case=case,  # type: ignore[list-item]
+                     context={"text": text}, include_author=True)
+    work.outbox.post("agent_info_request", agent_recipients(active_agents(work), work.settings.support.language),
+                     case=case, context={"author": work.sender, "text": text})
+    return Outcome(APPENDED, ("information request recorded",), case.id)
+
+
+def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
+    """Close the case and tell everyone on it, the person who closed it included."""
+    if case.status == CLOSED:
+        return work.refuse([Problem("already_closed")], case=case)
+    case.status = CLOSED
+    case.closed_at = case.updated_at = work.now
+    case.waiting_since = None
+    text = work.request.details
+    work.event(case, "closed", text or f"closed by {work.sender.address}")
+    to, cc = case_recipients(case)
+    context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or ""}
+    work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True)
+    if closed_by == "customer":
+        work.outbox.post("case_closed", agent_recipients(active_agents(work), work.settings.support.language),
+                         case=case, context=context)
+    return Outcome(APPENDED, (f"case closed by the {closed_by}",), case.id)

@@ -1,0 +1,184 @@
+"""The email grammar: tags in the subject and `Name : value` lines at the top of the body.
+
+Pure functions from text to a typed `Request`; nothing here knows about the database.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+# Normalised tag name -> field. Names ignore case, accents, spaces, "_", "-", apostrophes
+# and a leading "N°".
+NAMES: dict[str, str] = {
+    "client": "client", "codeclient": "client", "customer": "client",
+    "serie": "serial", "numerodeserie": "serial", "serial": "serial", "sn": "serial",
+    "criticite": "criticality", "crit": "criticality", "criticality": "criticality",
+    "severity": "criticality",
+    "module": "module",
+    "priorite": "priority", "priority": "priority",
+    "diffusion": "distribution", "cc": "distribution",
+    "cloture": "close", "cloturer": "close", "close": "close",
+    "info": "info", "demandedinformation": "info",
+    "suivi": "follow", "status": "follow",
+    "inscription": "register", "register": "register",
+    "interlocuteur": "contact", "contact": "contact",
+    "attente": "waiting", "waiting": "waiting",
+    "resolu": "resolved", "resolved": "resolved",
+    "clos": "closed", "closed": "closed",
+    "note": "note", "interne": "note",
+    "case": "case",
+}
+COMMANDS = ("close", "info", "follow", "register", "contact")
+AGENT_COMMANDS = ("waiting", "resolved", "closed", "note")
+
+CRITICALITY: dict[str, int] = {
+    "1": 1, "bloquante": 1, "bloquant": 1, "critique": 1, "critical": 1, "blocking": 1,
+    "2": 2, "haute": 2, "haut": 2, "majeure": 2, "majeur": 2, "high": 2, "major": 2,
+    "3": 3, "normale": 3, "normal": 3, "moyenne": 3, "moyen": 3, "medium": 3,
+    "4": 4, "basse": 4, "bas": 4, "mineure": 4, "mineur": 4, "low": 4, "minor": 4,
+}
+
+_TAG = re.compile(r"\[([^\[\]]{1,200})\]")
+_PREFIX = re.compile(
+    r"^\s*(?:(?:re|r[ée]f|ref|tr|fw|fwd|aw|wg|sv|vs|antw|rif|res)\.?\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
+    re.IGNORECASE)
+_FIELD_LINE = re.compile(r"^\s*([^:=\n]{1,40}?)\s*[:=]\s*(.*?)\s*$")
+_CASE_NUMBER = re.compile(r"^#?\s*(\d{1,12})$")
+
+
+def normalise(name: str) -> str:
+    """Fold a tag name: no accents, case, spaces, '_', '-', apostrophes or leading 'N°'."""
+    folded = unicodedata.normalize("NFKD", name)
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).lower()
+    folded = re.sub(r"^n\s*[°º]\s*", "", folded.strip())
+    return re.sub(r"[\s_\-'’.]+", "", folded)
+
+
+@dataclass
+class Request:
+    """What a message asks for, as written; the rules decide what it may do."""
+    fields: dict[str, str] = field(default_factory=dict)  # client, serial, criticality, module, distribution
+    flags: set[str] = field(default_factory=set)            # priority and the commands present
+    command_values: dict[str, str] = field(default_factory=dict)  # e.g. follow -> "CLOS"
+    case_number: int | None = None
+    title: str = ""
+    unknown_tags: list[str] = field(default_factory=list)
+    body_fields: dict[str, str] = field(default_factory=dict)  # every "Name : value" line on top
+    details: str = ""                                       # the body without those lines
+
+    def criticality(self) -> int | None:
+        value = self.fields.get("criticality")
+        return parse_criticality(value) if value is not None else None
+
+
+def parse_criticality(value: str) -> int | None:
+    key = normalise(value)
+    return CRITICALITY.get(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _names(case_tag: str) -> dict[str, str]:
+    return {**NAMES, normalise(case_tag): "case"}
+
+
+def _split_tag(content: str, case_tag: str) -> tuple[str, str] | None:
+    """(field, value) for a recognised tag, or None."""
+    names = _names(case_tag)
+    m = re.match(r"^\s*([^:=]+?)\s*[:=]\s*(.*?)\s*$", content)
+    if m and normalise(m.group(1)) in names:
+        return names[normalise(m.group(1))], m.group(2)
+    words = content.split()
+    for cut in range(len(words), 0, -1):
+        name = normalise(" ".join(words[:cut]))
+        if name in names:
+            return names[name], " ".join(words[cut:])
+    return None
+
+
+def parse_subject(subject: str, case_tag: str = "Dossier") -> Request:
+    """Read every tag of a subject and the title left once tags and reply prefixes go."""
+    request = Request()
+    kept: list[str] = []
+    pos = 0
+    for m in _TAG.finditer(subject):
+        split = _split_tag(m.group(1), case_tag)
+        if split is None:
+            request.unknown_tags.append(m.group(0))
+            continue
+        kept.append(subject[pos:m.start()])
+        pos = m.end()
+        _record(request, *split)
+    kept.append(subject[pos:])
+    title = " ".join("".join(kept).split())
+    while True:
+        stripped = _PREFIX.sub("", title).strip(" -:")
+        if stripped == title:
+            break
+        title = stripped
+    request.title = title
+    return request
+
+
+def _record(request: Request, name: str, value: str) -> None:
+    value = value.strip()
+    if name == "case":
+        m = _CASE_NUMBER.match(value)
+        if m and request.case_number is None:
+            request.case_number = int(m.group(1))
+    elif name in COMMANDS or name in AGENT_COMMANDS or name == "priority":
+        request.flags.add(name)
+        if value:
+            request.command_values.setdefault(name, value)
+    elif name not in request.fields:
+        request.fields[name] = value
+
+
+def read_body_fields(request: Request, text: str) -> None:
+    """Take `Name : value` lines of the body's first paragraph; the subject keeps precedence.
+
+    The paragraph is removed from the details only when every one of its lines is such a
+    field, so that a first sentence with a colon stays in the customer's words.
+    """
+    stripped = text.lstrip("\r\n")
+    head, sep, rest = stripped.partition("\n\n")
+    lines = [line for line in head.replace("\r", "").split("\n") if line.strip()]
+    fields: list[tuple[str, str]] = []
+    for line in lines:
+        m = _FIELD_LINE.match(line)
+        if not m:
+            break
+        fields.append((m.group(1), m.group(2)))
+    if not fields or len(fields) != len(lines):
+        request.details = text.strip()
+        return
+    for name, value in fields:
+        key = normalise(name)
+        request.body_fields[key] = value
+        if key in NAMES and NAMES[key] in ("client", "serial", "criticality", "module", "distribution"):
+            request.fields.setdefault(NAMES[key], value)
+        elif key in NAMES and NAMES[key] == "priority" and normalise(value) in ("oui", "yes", "1", "true", ""):
+            request.flags.add("priority")
+    request.details = rest.strip() if sep else ""
+
+
+def parse_request(subject: str, text: str, case_tag: str = "Dossier") -> Request:
+    """The whole grammar: subject tags first, then fields at the top of the body."""
+    request = parse_subject(subject, case_tag)
+    read_body_fields(request, text)
+    return request
+
+
+def split_addresses(value: str) -> list[tuple[str, str]]:
+    """`+a@x.fr, -b@y.fr; c@z.fr` -> [("+", "a@x.fr"), ("-", "b@y.fr"), ("+", "c@z.fr")]."""
+    out = []
+    for item in re.split(r"[,;\s]+", value):
+        item = item.strip()
+        if not item:
+            continue
+        sign = "+"
+        if item[0] in "+-":
+            sign, item = item[0], item[1:].strip()
+        out.append((sign, item.strip("<>").lower()))
+    return out

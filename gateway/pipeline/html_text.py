@@ -1,0 +1,83 @@
+"""Turn an HTML mail body into plain readable text.
+
+Pure: a string in, a string out, never raises on odd markup. Used by
+`gateway.pipeline.parse` for messages that carry no text/plain part
+(Outlook, webmail editors).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import html2text
+
+# Markup that carries no readable text: Outlook puts kilobytes of CSS in <style>,
+# conditional comments (<!--[if gte mso 9]><xml>...<![endif]-->) and VML in
+# comments, and the <head> holds only the title and meta tags.
+_INVISIBLE = re.compile(
+    r"<!--.*?(?:-->|\Z)|<(style|script|head|title)\b[^>]*>.*?(?:</\1\s*>|\Z)|<!\[[^\]>]*\]>",
+    re.IGNORECASE | re.DOTALL,
+)
+# Outlook's <o:p> paragraphs only hold &nbsp; spacers.
+_OFFICE_TAGS = re.compile(r"</?o:p\s*>", re.IGNORECASE)
+# html2text glues adjacent table cells together when tables are ignored.
+_CELL_END = re.compile(r"</t[dh]\s*>", re.IGNORECASE)
+# A link whose visible text is not its address: the address is worth keeping, but
+# as "text (url)" rather than the Markdown "[text](url)" html2text would write.
+_LINK = re.compile(
+    r"""<a\s[^>]*?href\s*=\s*["']?(https?://[^"'\s>]+)[^>]*>(.{0,2000}?)</a\s*>""",
+    re.IGNORECASE | re.DOTALL,
+)
+_TAG = re.compile(r"<[^>]*>")
+_HEADING = re.compile(r"^#{1,6} ", re.MULTILINE)
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+_BLANK_RUN = re.compile(r"\n{3,}")
+
+
+def html_to_text(markup: str) -> str:
+    """Return the readable text of an HTML document.
+
+    Drops styles, scripts, the head, comments and Office-only tags; keeps link
+    addresses as "text (url)"; no Markdown emphasis, images or tables; at most
+    one blank line in a row. Returns "" for markup without text.
+    """
+    markup = _INVISIBLE.sub("", markup)
+    markup = _OFFICE_TAGS.sub("", markup)
+    markup = _CELL_END.sub(lambda m: " " + m.group(0), markup)
+    markup = _LINK.sub(_spell_out_link, markup)
+    try:
+        text = _converter().handle(markup)
+    except Exception:  # html2text is a hand-written parser: a crash must not lose the body
+        text = html.unescape(_TAG.sub(" ", markup))
+    return _tidy(text)
+
+
+def _converter() -> html2text.HTML2Text:
+    """A fresh html2text converter (it keeps state, so one per document)."""
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_links = True
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    converter.ignore_tables = True
+    converter.unicode_snob = True  # keep "’", "é" and "€" instead of ASCII stand-ins
+    return converter
+
+
+def _spell_out_link(match: re.Match[str]) -> str:
+    """Write a link as "text (url)", or just its text when that already is the url."""
+    url, inner = match.group(1), match.group(2)
+    visible = html.unescape(_TAG.sub("", inner)).strip()
+    bare = html.unescape(url).split("://", 1)[-1].rstrip("/")
+    if not visible or visible.split("://", 1)[-1].rstrip("/") in bare:
+        return inner
+    return f"{inner} ({url})"
+
+
+def _tidy(text: str) -> str:
+    """Plain-text clean-up of html2text's output."""
+    text = text.replace("\xa0", " ").replace("\u200b", "")
+    text = _HEADING.sub("", text)
+    text = _TRAILING_SPACE.sub("", text)
+    return _BLANK_RUN.sub("\n\n", text).strip()

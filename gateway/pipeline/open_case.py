@@ -1,0 +1,115 @@
+"""Open a case from a message without a case reference.
+
+Checks, in order: the fields are there, the sender is an active contact of the client,
+the serial is one of that client's licences (never saying whose it is otherwise), the
+licence is active, the module is one of the licence's. Then the case, its first event,
+attachments, distribution list from Cc, priority, the acknowledgement and the agents'
+notice. Never commits.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import select
+
+from gateway.models import (CREATED, NEW, Agent, Case, CaseEvent, Client, Contact, DistributionEntry,
+                            Licence, CONTACT_ACTIVE)
+from gateway.outbound.outbox import new_message_id
+from gateway.pipeline import priority
+from gateway.pipeline.attachments import store_attachments
+from gateway.pipeline.licence import refuse_inactive
+from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
+
+
+def missing_fields(work: Work) -> list[Problem]:
+    request, problems = work.request, []
+    for name in ("client", "serial", "criticality"):
+        if not request.fields.get(name):
+            problems.append(Problem(f"missing_{name}"))
+    value = request.fields.get("criticality")
+    if value and request.criticality() is None:
+        problems.append(Problem("bad_criticality", {"value": value}))
+    if not request.title:
+        problems.append(Problem("missing_title"))
+    if not request.details.strip() and not work.parsed.attachments:
+        problems.append(Problem("missing_details"))
+    return problems
+
+
+def _fold(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in folded if not unicodedata.combining(c)).casefold().strip()
+
+
+def open_case(work: Work) -> Outcome:
+    problems = missing_fields(work)
+    if problems:
+        return work.refuse(problems)
+    session, request = work.session, work.request
+    code, serial = request.fields["client"].strip(), request.fields["serial"].strip()
+    client = session.scalar(select(Client).where(Client.code == code))
+    contact = work.sender.contact_of(client.id) if client else None
+    if client is None or contact is None:
+        # The same answer whether the code exists or not: nothing to probe.
+        return work.refuse([Problem("not_a_contact", {"client": code})])
+    licence = session.scalar(select(Licence).where(Licence.serial == serial))
+    if licence is None or licence.client_id != client.id:
+        return work.refuse([Problem("unknown_serial", {"serial": serial, "client": code})])
+    if not licence.active:
+        return refuse_inactive(work, licence, "open")
+    module = request.fields.get("module")
+    if module:
+        match = next((m for m in licence.modules if _fold(m) == _fold(module)), None)
+        if match is None:
+            return work.refuse([Problem("unknown_module", {"module": module, "modules": licence.modules})])
+        module = match
+    return _create(work, client, contact, licence, module)
+
+
+def _create(work: Work, client: Client, contact: Contact, licence: Licence, module: str | None) -> Outcome:
+    session, request, now = work.session, work.request, work.now
+    case = Case(client_id=client.id, licence_id=licence.id, module=module,
+                criticality=request.criticality(), priority=False, title=request.title[:500],
+                status=NEW, main_contact_id=contact.id,
+                thread_id=work.parsed.message_id or new_message_id(work.settings),
+                opened_at=now, updated_at=now, last_customer_at=now)
+    session.add(case)
+    session.flush()
+    event = CaseEvent(case_id=case.id, kind="opened", author=contact.email, at=now,
+                      text=request.details, inbound_id=work.inbound.id)
+    session.add(event)
+    session.flush()
+    store_attachments(session, case, event, work.parsed.attachments)
+    not_added = _distribution_from_cc(work, case, client, contact)
+    wanted = "priority" in request.flags
+    granted = priority.request(work, case, client) if wanted else None
+    session.refresh(case, ["distribution"])
+    to, cc = case_recipients(case)
+    context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
+               "details": request.details, "attachments": work.parsed.attachments,
+               "licence": licence, "author": work.sender}
+    work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True)
+    agents = list(session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    work.outbox.post("agent_new_case", agent_recipients(agents, work.settings.support.language),
+                     case=case, context=context)
+    reasons = [f"case {case.id} opened"] + [f"not added to distribution: {a}" for a in not_added]
+    if granted is not None:
+        reasons.append(f"priority: {granted.status}")
+    return Outcome(CREATED, tuple(reasons), case.id)
+
+
+def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact) -> list[str]:
+    support = work.settings.support.address.lower()
+    support_local, _, support_domain = support.partition("@")
+    not_added: list[str] = []
+    for address in work.parsed.cc:
+        local, _, domain = address.partition("@")
+        if address == main.email or (domain == support_domain and local.split("+")[0] == support_local):
+            continue
+        contact = work.session.scalar(select(Contact).where(
+            Contact.client_id == client.id, Contact.email == address, Contact.status == CONTACT_ACTIVE))
+        if contact is None:
+            not_added.append(address)
+        elif all(e.contact_id != contact.id for e in case.distribution):
+            case.distribution.append(DistributionEntry(contact_id=contact.id, contact=contact))
+    return not_added

@@ -1,0 +1,68 @@
+"""Route a parsed message: who sent it and which case it speaks of.
+
+Never sends mail; never commits. A case found here is only a candidate: the rules in
+`follow_up.py` and `agent.py` decide whether the sender may touch it.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.models import CONTACT_ACTIVE, Agent, Case, Contact, InboundMessage, OutboundMessage
+from gateway.outbound import token
+from gateway.pipeline.grammar import Request
+from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.safety import dmarc_failed
+from gateway.pipeline.work import Sender
+
+
+def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender:
+    """The agent or the active contacts behind the From address; nobody when DMARC failed."""
+    address = parsed.from_addr
+    default = "en" if parsed.content_language.startswith("en") else settings.support.language
+    if address is None or dmarc_failed(parsed, settings):
+        return Sender(address, parsed.from_name, None, (), default)
+    agent = session.scalar(select(Agent).where(Agent.email == address, Agent.active.is_(True)))
+    contacts = tuple(session.scalars(select(Contact).where(
+        Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
+    language = default
+    if agent is None and contacts:
+        first = contacts[0]
+        language = first.language or first.client.language or default
+    name = parsed.from_name or (agent.name if agent else contacts[0].name if contacts else "")
+    return Sender(address, name, agent, contacts, language)
+
+
+def recipient_tokens(parsed: ParsedMail, inbound: InboundMessage, settings: Settings) -> list[str]:
+    """Tokens in the addresses the message was delivered to (envelope first, then headers)."""
+    seen = []
+    for address in list(inbound.envelope_to or []) + list(parsed.to) + list(parsed.cc):
+        tok = token.token_of(address, settings.support.address)
+        if tok and tok not in seen:
+            seen.append(tok)
+    return seen
+
+
+def find_case(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
+              inbound: InboundMessage, sender: Sender) -> Case | None:
+    """The case a message refers to: signed token, then subject tag, then threading headers."""
+    if sender.address:
+        key = token.secret(session, settings)
+        for tok in recipient_tokens(parsed, inbound, settings):
+            number = token.verify(key, tok, sender.address)
+            if number is not None and (case := session.get(Case, number)) is not None:
+                return case
+    if request.case_number is not None:
+        return session.get(Case, request.case_number)
+    ids = [i for i in dict.fromkeys(parsed.in_reply_to + tuple(reversed(parsed.references)))][:20]
+    if not ids:
+        return None
+    case_id = session.scalar(select(OutboundMessage.case_id).where(
+        OutboundMessage.message_id.in_(ids), OutboundMessage.case_id.is_not(None)).limit(1))
+    if case_id is None:
+        case_id = session.scalar(select(InboundMessage.case_id).where(
+            InboundMessage.message_id.in_(ids), InboundMessage.case_id.is_not(None)).limit(1))
+    if case_id is None:
+        case_id = session.scalar(select(Case.id).where(Case.thread_id.in_(ids)).limit(1))
+    return session.get(Case, case_id) if case_id is not None else None

@@ -1,0 +1,115 @@
+"""Run the pipeline on a stored message: parse -> safety -> route -> the rule that applies.
+
+`process` is the one place where an unexpected exception is caught: the message is then
+*held* with its reason, and `gateway inbound retry ID` runs it again. Every message ends
+with a visible outcome (created, appended, refused, ignored or held) and its reasons.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.db import session_scope, utcnow
+from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
+from gateway.outbound.outbox import Outbox
+from gateway.pipeline import route, safety
+from gateway.pipeline.agent import agent_message
+from gateway.pipeline.follow_up import follow_up
+from gateway.pipeline.grammar import parse_request
+from gateway.pipeline.open_case import open_case
+from gateway.pipeline.parse import ParsedMail, parse
+from gateway.pipeline.work import Outcome, Problem, Work
+
+log = logging.getLogger(__name__)
+
+# Commands that belong to customer self-service, answered as not available for now.
+SELF_SERVICE = ("follow", "register", "contact")
+
+
+def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed: ParsedMail,
+           now: dt.datetime) -> Outcome:
+    """What to do with one message, as a value. Writes the case changes and the outbox in
+    the caller's transaction; never commits."""
+    if inbound.duplicate_of is not None:
+        return Outcome(IGNORED, (f"duplicate of message {inbound.duplicate_of}",))
+    reason = safety.automatic_reason(parsed, inbound.envelope_from)
+    if reason is not None:
+        marked = safety.record_bounce(session, parsed, now) if parsed.is_report else []
+        return Outcome(IGNORED, (f"automatic message: {reason}",)
+                       + tuple(f"address marked failing: {a}" for a in marked))
+    if safety.is_loop(parsed, settings):
+        return Outcome(IGNORED, ("message from the support address itself (loop)",))
+    sender = route.identify(session, settings, parsed)
+    if sender.address is None:
+        return Outcome(REFUSED, ("no valid sender address: nobody to answer",))
+    request = parse_request(parsed.subject, parsed.new_text, settings.support.case_tag)
+    outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
+                    author=sender.address)
+    work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
+    case = route.find_case(session, settings, parsed, request, inbound, sender)
+    if case is not None:
+        session.refresh(case, with_for_update=True)
+    if sender.agent is not None:
+        return agent_message(work, case)
+    if case is not None:
+        return follow_up(work, case)
+    if request.case_number is not None:
+        return work.refuse([Problem("case_not_found", {"number": request.case_number})])
+    command = next((c for c in SELF_SERVICE if c in request.flags), None)
+    if command is not None:
+        return work.refuse([Problem("not_available", {"command": command})])
+    command = next((c for c in ("close", "closed", "info") if c in request.flags), None)
+    if command is not None:
+        return work.refuse([Problem("needs_case", {"command": command})])
+    return open_case(work)
+
+
+def claim(session: Session, inbound_id: int, now: dt.datetime, retry: bool = False) -> bool:
+    """Take the message for this transaction; False when it was already processed.
+
+    The first statement is a write so that two gateways (or `ingest` beside `serve`) never
+    process one message twice: the loser waits for the winner's commit, then sees no row.
+    """
+    states = (PENDING, HELD) if retry else (PENDING,)
+    result = session.execute(update(InboundMessage)
+                             .where(InboundMessage.id == inbound_id, InboundMessage.outcome.in_(states))
+                             .values(attempts=InboundMessage.attempts + 1, processed_at=now))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetime | None = None,
+            retry: bool = False) -> Outcome | None:
+    """Process one stored message in one transaction; None if someone else already did."""
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        if not claim(session, inbound_id, now, retry):
+            return None
+        inbound = session.get(InboundMessage, inbound_id)
+        assert inbound is not None
+        try:
+            parsed = parse(inbound.raw)
+            inbound.sender = (parsed.from_addr or "")[:320] or None
+            inbound.subject = parsed.subject
+            with session.begin_nested():
+                outcome = decide(session, settings, inbound, parsed, now)
+        except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
+            log.exception("message %s held", inbound_id)
+            outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}"[:500],))
+            inbound.error = traceback.format_exc()[-8000:]
+        else:
+            inbound.error = None
+        inbound.outcome = outcome.outcome
+        inbound.reasons = list(outcome.reasons)
+        inbound.case_id = outcome.case_id
+        return outcome
+
+
+def pending_ids(engine: Engine, limit: int = 500) -> list[int]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(InboundMessage.id).where(
+            InboundMessage.outcome == PENDING).order_by(InboundMessage.id).limit(limit)))

@@ -1,0 +1,99 @@
+"""The values passed between pipeline stages: the unit of work, the sender, the outcome."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.models import REFUSED, Agent, Case, CaseEvent, Contact, InboundMessage
+from gateway.outbound.outbox import Outbox, Recipient
+from gateway.pipeline.grammar import Request
+from gateway.pipeline.parse import ParsedMail
+
+
+@dataclass(frozen=True)
+class Sender:
+    address: str | None
+    name: str
+    agent: Agent | None
+    contacts: tuple[Contact, ...]  # active contacts with this address, one per client
+    language: str
+
+    def contact_of(self, client_id: int) -> Contact | None:
+        return next((c for c in self.contacts if c.client_id == client_id), None)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a message, named by a code the refusal template explains."""
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def reason(self) -> str:
+        details = ", ".join(f"{k}={v}" for k, v in self.params.items() if isinstance(v, (str, int)))
+        return f"{self.code}: {details}" if details else self.code
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str
+    reasons: tuple[str, ...] = ()
+    case_id: int | None = None
+
+
+@dataclass
+class Work:
+    session: Session
+    settings: Settings
+    now: dt.datetime
+    inbound: InboundMessage
+    parsed: ParsedMail
+    request: Request
+    sender: Sender
+    outbox: Outbox
+
+    def event(self, case: Case, kind: str, text: str, internal: bool = False) -> CaseEvent:
+        """Add an event by the sender to the case's timeline."""
+        event = CaseEvent(case_id=case.id, kind=kind, author=self.sender.address or "", at=self.now,
+                          text=text, internal=internal, inbound_id=self.inbound.id)
+        self.session.add(event)
+        self.session.flush()
+        return event
+
+    def sender_recipient(self) -> Recipient | None:
+        if not self.sender.address:
+            return None
+        return Recipient(self.sender.address, self.sender.name, self.sender.language)
+
+    def refuse(self, problems: list[Problem], case: Case | None = None,
+               kind: str = "refusal", extra: dict[str, Any] | None = None) -> Outcome:
+        """Answer the sender with what was wrong and how to write it; never says more
+        about a case than the sender may know (the caller passes `case` only then)."""
+        reasons = tuple(p.reason() for p in problems)
+        me = self.sender_recipient()
+        if me is None:
+            return Outcome(REFUSED, reasons + ("no valid sender address to answer",))
+        if not self.outbox.answers_left(me.address):
+            return Outcome(REFUSED, reasons + ("answer suppressed: too many answers this hour",))
+        context = dict(extra or {}, problems=problems, request=self.request,
+                       original_subject=self.parsed.subject, sender=self.sender)
+        self.outbox.post(kind, [me], case=case, context=context, include_author=True)
+        return Outcome(REFUSED, reasons, case.id if case else None)
+
+
+def contact_recipient(contact: Contact) -> Recipient:
+    return Recipient(contact.email, contact.name, contact.language or contact.client.language or "fr")
+
+
+def case_recipients(case: Case) -> tuple[list[Recipient], list[Recipient]]:
+    """(To, Cc) for a case: the main contact, then the distribution list."""
+    to = [contact_recipient(case.main_contact)]
+    cc = [contact_recipient(e.contact) for e in case.distribution if e.contact_id != case.main_contact_id]
+    return to, cc
+
+
+def agent_recipients(agents: list[Agent], language: str) -> list[Recipient]:
+    return [Recipient(a.email, a.name, language) for a in agents if a.active]

@@ -1,0 +1,71 @@
+"""The pipe door behind `gateway ingest`: read raw messages from stdin, files or folders.
+
+An MTA pipes one message to standard input; an operator replays a backlog from files, a
+folder of `.eml` files or a Maildir. Each message is stored as it is read.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from gateway import intake
+
+log = logging.getLogger(__name__)
+
+STDIN = "<stdin>"
+
+
+def read_sources(paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Yield (label, raw) for standard input when `paths` is empty, else for each path.
+
+    A folder gives its regular files in name order, recursively, hidden ones skipped; a
+    Maildir (cur/, new/, tmp/) gives the messages of new/ then cur/. Raises
+    FileNotFoundError before reading anything when a path does not exist.
+    """
+    if not paths:
+        yield STDIN, sys.stdin.buffer.read()
+        return
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+    for path in map(Path, paths):
+        for file in _message_files(path) if path.is_dir() else [path]:
+            yield str(file), file.read_bytes()
+
+
+def _message_files(folder: Path) -> Iterator[Path]:
+    if all((folder / sub).is_dir() for sub in ("cur", "new", "tmp")):
+        # tmp/ holds deliveries in progress: they are not messages yet.
+        for sub in ("new", "cur"):
+            yield from sorted(p for p in (folder / sub).iterdir()
+                              if p.is_file() and not p.name.startswith("."))
+        return
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            yield from _message_files(entry)
+        elif entry.is_file():
+            yield entry
+
+
+def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
+              door: str = "pipe") -> tuple[list[int], list[str]]:
+    """Store each message; return the stored ids and the labels that could not be stored.
+
+    A message that fails is logged and skipped, never raised, so one bad moment does not
+    stop a backlog; the caller decides the exit status from the failed labels.
+    """
+    stored: list[int] = []
+    failed: list[str] = []
+    for label, raw in sources:
+        try:
+            stored.append(intake.store(engine, raw, door=door).id)
+        except Exception:
+            log.exception("could not store %s", label)
+            failed.append(label)
+    return stored, failed

@@ -1,0 +1,186 @@
+"""The SMTP and LMTP door: accept mail for the support address, store it, then answer.
+
+A message is answered `250` only once `intake.store` has committed it, and `451` when
+storing fails, so the sending MTA keeps it and tries again. The door does nothing else:
+`on_stored(id)` wakes whoever runs the pipeline.
+
+aiosmtpd runs the server in its own thread and event loop; the database call runs in a
+small thread pool owned by the door so that a slow commit never blocks other sessions.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AnyStr
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import Engine
+
+from gateway import intake
+from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+TOO_BIG = "552 5.3.4 Message too big for system"
+
+
+def is_support_address(address: str, support: str) -> bool:
+    """True for the support address and its `+token` forms, compared case-insensitively."""
+    local, _, domain = address.lower().rpartition("@")
+    own_local, _, own_domain = support.lower().rpartition("@")
+    return domain == own_domain and (local == own_local or local.startswith(own_local + "+"))
+
+
+class Door:
+    """The aiosmtpd handler: refuses other recipients, stores each message once."""
+
+    def __init__(self, settings: Settings, engine: Engine,
+                 on_stored: Callable[[int], None]) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.on_stored = on_stored
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-store")
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if not is_support_address(address, self.settings.support.address):
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Store the message in a worker thread; answer 250 only once it is committed."""
+        raw = _raw(envelope)
+        # aiosmtpd already refuses what goes over data_size_limit while receiving; this
+        # guards the limit should the server ever be built without it.
+        if len(raw) > self.settings.smtp.max_message_bytes:
+            return TOO_BIG
+        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        store = functools.partial(
+            intake.store, self.engine, raw, door="lmtp" if isinstance(server, LMTP) else "smtp",
+            envelope_from=sender, envelope_to=list(envelope.rcpt_tos))
+        try:
+            stored = await asyncio.get_running_loop().run_in_executor(self.executor, store)
+        except Exception:
+            log.exception("could not store a message from <%s> to %s", sender, envelope.rcpt_tos)
+            return TEMPORARY_FAILURE
+        try:
+            self.on_stored(stored.id)
+        except Exception:
+            # The message is committed: saying 451 now would only make a duplicate.
+            log.exception("on_stored(%s) failed", stored.id)
+        return f"250 2.0.0 Ok: queued as {stored.id}"
+
+    def close(self) -> None:
+        """Wait for the stores in progress, then release the worker threads."""
+        self.executor.shutdown(wait=True)
+
+
+def _raw(envelope: Envelope) -> bytes:
+    content: Any = envelope.original_content or envelope.content or b""
+    return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")
+
+
+class PerRecipientLMTP(LMTP):
+    """LMTP that answers DATA once per accepted recipient, as RFC 2033 requires.
+
+    aiosmtpd's LMTP class only swaps the greeting: whatever answers DATA (our handler, or
+    aiosmtpd itself for a message over the size limit or a line too long) is sent once,
+    as in SMTP, and a client with several recipients would wait for the missing replies.
+    This class repeats the final DATA reply for every recipient accepted at RCPT time.
+    The message is stored once, so every recipient has the same outcome.
+    """
+
+    _replies_due = 0
+
+    async def push(self, status: AnyStr) -> None:
+        count, self._replies_due = self._replies_due, 0
+        if False:
+            status = "\r\n".join([status] * count)  # type: ignore[assignment]
+        await super().push(status)
+        if isinstance(status, str) and status.startswith("354") and self.envelope is not None:
+            # The next reply is the one that ends DATA; the envelope is reset before it.
+            self._replies_due = len(self.envelope.rcpt_tos)
+
+
+class DoorController(Controller):
+    """aiosmtpd's threaded controller, for SMTP or LMTP, that hangs up cleanly on stop."""
+
+    def __init__(self, handler: Door, *, lmtp: bool, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.lmtp = lmtp
+        self._servers: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def factory(self) -> SMTP:
+        server = (PerRecipientLMTP if self.lmtp else SMTP)(
+            self.handler, loop=self.loop, **self.SMTP_kwargs)
+        self._servers.add(server)
+        return server
+
+    def start(self) -> None:
+        try:
+            super().start()
+        except BaseException:
+            # The port may be taken: aiosmtpd leaves its loop open when it cannot bind.
+            self.stop(no_assert=True)
+            raise
+
+    def _run(self, ready_event: threading.Event) -> None:
+        try:
+            super()._run(ready_event)
+        finally:
+            # When binding fails aiosmtpd never sets the event and start() waits its
+            # whole ready_timeout; waking it lets _trigger_server raise the error at once.
+            ready_event.set()
+
+    def _trigger_server(self) -> None:
+        if self._thread_exception is not None:
+            raise self._thread_exception
+        super()._trigger_server()
+
+    def stop(self, no_assert: bool = False) -> None:
+        """Close open sessions, stop the loop and its thread, then the door's workers."""
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._hang_up(), self.loop).result(timeout=30)
+        if not self.loop.is_closed():
+            super().stop(no_assert)
+            if not self.loop.is_closed():
+                self.loop.close()
+        self.handler.close()
+
+    async def _hang_up(self) -> None:
+        # aiosmtpd's stop cancels sessions without letting them close their sockets.
+        if self.server is not None:
+            self.server.close()
+        for server in list(self._servers):
+            if server.transport is not None:
+                server.transport.close()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=10)
+
+
+def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None]) -> DoorController:
+    """Start the door on settings.smtp.host/port in its own thread; `controller.stop()` ends it.
+
+    Speaks LMTP when settings.smtp.lmtp is set. Offers no AUTH and no TLS: the door is
+    meant to sit behind the organisation's MTA, on loopback or a private network.
+    """
+    lmtp = settings.smtp.lmtp
+    controller = DoorController(
+        Door(settings, engine, on_stored), lmtp=lmtp,
+        hostname=settings.smtp.host, port=settings.smtp.port,
+        server_hostname=settings.support.address.rpartition("@")[2] or None,
+        ident="LMTP support gateway" if lmtp else "ESMTP support gateway",
+        data_size_limit=settings.smtp.max_message_bytes, decode_data=False)
+    controller.start()
+    return controller

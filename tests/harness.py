@@ -1,0 +1,231 @@
+"""Test harness: a relay stand-in that collects what the gateway sends, mail builders,
+and a running gateway (SMTP door, pipeline worker, outbox sender) on loopback ports."""
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import smtplib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine
+
+from gateway.config import Settings
+from gateway.serve import Gateway
+
+SUPPORT = "assistance@editeur.example"
+CLAIRE = "claire.martin@boulangeries-lefevre.example"
+PAUL = "paul.girard@boulangeries-lefevre.example"
+HELENE = "helene.dupre@clinique-leman.example"
+OLIVER = "oliver.bennett@northwind.example"
+MATHILDE = "mathilde.roche@editeur.example"
+GREGOIRE = "gregoire.vidal@editeur.example"
+ADV = "adv@editeur.example"
+
+
+@dataclass
+class Received:
+    """One delivery the relay accepted: the envelope recipient and the parsed message."""
+    rcpt: str
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    def text(self) -> str:
+        part = self.message.get_body(("plain",))
+        return part.get_content() if part is not None else ""
+
+    def html(self) -> str:
+        part = self.message.get_body(("html",))
+        return part.get_content() if part is not None else ""
+
+
+class Relay:
+    """An aiosmtpd server standing in for the outbound relay; keeps every delivery."""
+
+    def __init__(self, port: int) -> None:
+        self.received: list[Received] = []
+        self.changed = threading.Condition()
+        self.refuse: Callable[[str], str | None] = lambda _rcpt: None
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+        answer = self.refuse(address)
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        message = email.message_from_bytes(envelope.original_content or envelope.content,
+                                           policy=email.policy.default)
+        with self.changed:
+            for rcpt in envelope.rcpt_tos:
+                self.received.append(Received(rcpt.lower(), message))
+            self.changed.notify_all()
+        return "250 OK"
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 20) -> list[Received]:
+        with self.changed:
+            if not self.changed.wait_for(lambda: predicate(self.received), timeout):
+                got = [(r.rcpt, r.subject) for r in self.received]
+                raise AssertionError(f"relay did not get what was expected; got {got}")
+            return list(self.received)
+
+    def wait_count(self, n: int, timeout: float = 20) -> list[Received]:
+        return self.wait_for(lambda got: len(got) >= n, timeout)
+
+    def to(self, rcpt: str) -> list[Received]:
+        with self.changed:
+            return [r for r in self.received if r.rcpt == rcpt]
+
+    def clear(self) -> None:
+        with self.changed:
+            self.received.clear()
+
+
+def mail(sender: str, subject: str, body: str = "Bonjour,\n\nVoici le détail.\n", *,
+         to: str = SUPPORT, cc: list[str] | None = None, headers: dict[str, str] | None = None,
+         attachments: list[tuple[str, bytes, str]] | None = None, name: str = "") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"{name} <{sender}>" if name else sender
+    msg["To"] = to
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain=sender.partition("@")[2] or "example.org")
+    msg["Date"] = email.utils.formatdate(localtime=True)
+    for key, value in (headers or {}).items():
+        msg[key] = value
+    msg.set_content(body)
+    for filename, data, ctype in attachments or []:
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg
+
+
+def reply_to(received: Received, sender: str, body: str, subject: str | None = None,
+             **kwargs) -> EmailMessage:  # noqa: ANN003
+    """A reply as a mail client writes it: to the Reply-To, threaded, quoting the original."""
+    original = received.message
+    quoted = "\n".join("> " + line for line in received.text().splitlines())
+    msg = mail(sender, subject or f"RE: {original['Subject']}",
+               f"{body}\n\nLe 28/11/2026 à 10:02, Support a écrit :\n{quoted}\n",
+               to=str(original["Reply-To"]), **kwargs)
+    msg["In-Reply-To"] = original["Message-ID"]
+    msg["References"] = original["Message-ID"]
+    return msg
+
+
+def send(settings: Settings, msg: EmailMessage | bytes, sender: str | None = None,
+         rcpt: list[str] | None = None) -> None:
+    with smtplib.SMTP(settings.smtp.host, settings.smtp.port, timeout=30) as smtp:
+        if isinstance(msg, bytes):
+            smtp.sendmail(sender or "", rcpt or [SUPPORT], msg)
+        else:
+            envelope_to = rcpt or [a.addr_spec for a in email.message_from_bytes(
+                msg.as_bytes(), policy=email.policy.default)["To"].addresses]
+            smtp.send_message(msg, from_addr=sender, to_addrs=envelope_to)
+
+
+def wired(settings: Settings, door_port: int, relay_port: int) -> Settings:
+    """`settings` with the SMTP door on `door_port` and outbound mail to the relay."""
+    return dataclasses.replace(
+        settings,
+        smtp=dataclasses.replace(settings.smtp, host="127.0.0.1", port=door_port),
+        outbound=dataclasses.replace(settings.outbound, transport="smtp", host="127.0.0.1",
+                                     port=relay_port, poll_seconds=0.2))
+
+
+@contextmanager
+def running(settings: Settings, engine: Engine) -> Iterator[Gateway]:
+    gateway = Gateway(settings, engine)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+SAMPLE_DATA = """
+[[clients]]
+code = "C10042"
+name = "Boulangeries Lefèvre"
+
+[[clients]]
+code = "C20077"
+name = "Clinique du Léman"
+
+[[clients]]
+code = "C30105"
+name = "Northwind Trading Ltd"
+language = "en"
+
+[[contracts]]
+client = "C10042"
+level = "privilege"
+points = 1
+
+[[contracts]]
+client = "C20077"
+level = "standard"
+
+[[licences]]
+serial = "SN-7F3A-2291"
+client = "C10042"
+product = "Gestion Commerciale 100"
+modules = ["Ventes", "Achats", "Comptabilité"]
+
+[[licences]]
+serial = "SN-1B22-0042"
+client = "C10042"
+product = "Paie RH"
+modules = ["Paie"]
+active = false
+
+[[licences]]
+serial = "SN-88C1-5530"
+client = "C20077"
+product = "Comptabilité 100"
+
+[[licences]]
+serial = "SN-42EE-9001"
+client = "C30105"
+product = "Accounting 100"
+
+[[contacts]]
+client = "C10042"
+name = "Claire Martin"
+email = "claire.martin@boulangeries-lefevre.example"
+
+[[contacts]]
+client = "C10042"
+name = "Paul Girard"
+email = "paul.girard@boulangeries-lefevre.example"
+
+[[contacts]]
+client = "C20077"
+name = "Hélène Dupré"
+email = "helene.dupre@clinique-leman.example"
+
+[[contacts]]
+client = "C30105"
+name = "Oliver Bennett"
+email = "oliver.bennett@northwind.example"
+
+[[agents]]
+name = "Mathilde Roche"
+email = "mathilde.roche@editeur.example"
+
+[[agents]]
+name = "Grégoire Vidal"
+email = "gregoire.vidal@editeur.example"
+"""

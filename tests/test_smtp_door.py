@@ -1,0 +1,292 @@
+"""The SMTP/LMTP door over real sockets with smtplib, and the pipe door's readers."""
+from __future__ import annotations
+
+import gc
+import io
+import smtplib
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from gateway.config import Settings
+from gateway.db import session_scope
+from gateway.models import IGNORED, PENDING, InboundMessage
+from gateway.receive import pipe, smtp
+
+SUPPORT = "assistance@editeur.example"
+CUSTOMER = "client@example.com"
+
+
+def message(subject: str = "Impression impossible", size: int = 0) -> bytes:
+    """A message with CRLF line ends, 8-bit text and a leading dot, so dot-stuffing shows."""
+    padding = "".join(f"ligne {i:04d} " + "x" * 60 + "\r\n" for i in range(size // 72 + 1)) if size else ""
+    return (f"From: Client <{CUSTOMER}>\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{uuid.uuid4().hex}@example.com>\r\n\r\n"
+            "Bonjour, l'édition ne marche plus.\r\n.point en début de ligne\r\n"
+            f"{padding}").encode()
+
+
+def rows(engine: Engine) -> list[InboundMessage]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+
+
+def queued_id(reply: bytes) -> int:
+    assert reply.startswith(b"2.0.0 Ok: queued as "), reply
+    return int(reply.rsplit(b" ", 1)[1])
+
+
+@contextmanager
+def table_away(engine: Engine) -> Iterator[None]:
+    """The inbound table is missing for a while, so `intake.store` raises, then comes back."""
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inbound_messages RENAME TO inbound_messages_away"))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE inbound_messages_away RENAME TO inbound_messages"))
+
+
+# -- the running door --------------------------------------------------------------------
+
+@dataclass
+class RunningDoor:
+    settings: Settings
+    controller: smtp.DoorController
+    woken: list[int] = field(default_factory=list)
+
+    def connect(self) -> smtplib.SMTP:
+        """A client that has read the greeting and said EHLO (LHLO in LMTP)."""
+        client = smtplib.LMTP(timeout=30) if self.settings.smtp.lmtp else smtplib.SMTP(timeout=30)
+        code, self.greeting = client.connect(self.settings.smtp.host, self.settings.smtp.port)
+        assert code == 220
+        assert client.ehlo()[0] == 250
+        return client
+
+
+@pytest.fixture(params=["smtp", "lmtp"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def start_door(settings: Settings, engine: Engine, free_port: Callable[[], int],
+               protocol: str) -> Iterator[Callable[..., RunningDoor]]:
+    """Start the door on a free loopback port: `start_door(max_message_bytes=1000)`."""
+    running: list[RunningDoor] = []
+
+    def start(**smtp_changes: object) -> RunningDoor:
+        changes = {"host": "127.0.0.1", "port": free_port(), "lmtp": protocol == "lmtp"}
+        door_settings = replace(settings, smtp=replace(settings.smtp, **changes | smtp_changes))
+        woken: list[int] = []
+        door = RunningDoor(door_settings, smtp.start(door_settings, engine, woken.append), woken)
+        running.append(door)
+        return door
+
+    yield start
+    for door in running:
+        door.controller.stop()
+
+
+def transaction(client: smtplib.SMTP, raw: bytes, recipients: tuple[str, ...] = (SUPPORT,),
+                sender: str = CUSTOMER) -> list[tuple[int, bytes]]:
+    """MAIL, RCPT, DATA; the DATA replies: one in SMTP, one per accepted recipient in LMTP."""
+    assert client.mail(sender)[0] == 250
+    accepted = [r for r in recipients if client.rcpt(r)[0] == 250]
+    replies = [client.data(raw)]
+    if isinstance(client, smtplib.LMTP):
+        replies += [client.getreply() for _ in accepted[1:]]
+    return replies
+
+
+# -- SMTP and LMTP -----------------------------------------------------------------------
+
+def test_message_is_stored_byte_for_byte_before_250(start_door, engine):
+    door = start_door()
+    raw = message()
+    with door.connect() as client:
+        [(code, reply)] = transaction(client, raw)
+    assert code == 250
+    stored_id = queued_id(reply)
+    [row] = rows(engine)
+    assert (row.id, row.raw, row.size) == (stored_id, raw, len(raw))
+    assert row.door == ("lmtp" if door.settings.smtp.lmtp else "smtp")
+    assert (row.envelope_from, row.envelope_to, row.outcome) == (CUSTOMER, [SUPPORT], PENDING)
+    assert door.woken == [stored_id]
+
+
+def test_greeting_names_the_support_domain_and_offers_no_auth(start_door):
+    door = start_door()
+    with door.connect() as client:
+        assert door.greeting.startswith(b"editeur.example ")
+        assert client.has_extn("8bitmime") and client.has_extn("size")
+        assert not client.has_extn("auth")
+
+
+def test_only_the_support_address_and_its_token_forms_are_accepted(start_door, engine):
+    door = start_door()
+    with door.connect() as client:
+        assert client.mail(CUSTOMER)[0] == 250
+        assert client.rcpt("someone@editeur.example") == (
+            550, b"5.1.1 <someone@editeur.example>: no such mailbox here")
+        assert client.rcpt("assistance@other.example")[0] == 550
+        assert client.rcpt("assistance-x@editeur.example")[0] == 550
+        assert client.rcpt("assistance+abc123@editeur.example")[0] == 250
+        assert client.rcpt("ASSISTANCE@Editeur.Example")[0] == 250
+        replies = [client.data(message())]
+        if door.settings.smtp.lmtp:
+            replies.append(client.getreply())
+        assert [code for code, _ in replies] == [250] * len(replies)
+    [row] = rows(engine)
+    assert row.envelope_to == ["assistance+abc123@editeur.example", "ASSISTANCE@Editeur.Example"]
+
+
+def test_message_over_the_limit_gets_552_and_nothing_is_stored(start_door, engine):
+    door = start_door(max_message_bytes=2000)
+    big = message(size=3000)
+    with door.connect() as client:
+        # Without SIZE on MAIL FROM, the server counts while receiving.
+        replies = transaction(client, big, recipients=(SUPPORT, "assistance+x@editeur.example"))
+        assert [code for code, _ in replies] == [552] * (2 if door.settings.smtp.lmtp else 1)
+        assert client.noop()[0] == 250  # no reply left unread: the session goes on
+        # With SIZE (smtplib adds it when offered), MAIL FROM itself is refused.
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            client.sendmail(CUSTOMER, [SUPPORT], big)
+        assert refused.value.smtp_code == 552
+        client.rset()
+        [(code, _)] = transaction(client, message())
+        assert code == 250
+    assert len(rows(engine)) == 1
+    assert rows(engine)[0].size < 2000
+
+
+def test_store_failure_answers_451_and_the_door_keeps_running(start_door, engine):
+    door = start_door()
+    two = (SUPPORT, "assistance+y@editeur.example")
+    with door.connect() as client:
+        with table_away(engine):
+            replies = transaction(client, message(), recipients=two)
+        assert replies == [(451, b"4.3.0 Temporary failure, please try again later")] * (
+            2 if door.settings.smtp.lmtp else 1)
+        assert door.woken == []
+        [(code, reply), *_] = transaction(client, message(), recipients=two)
+        assert code == 250
+    with door.connect() as client:
+        [(code, _), *_] = transaction(client, message())
+        assert code == 250
+    assert [row.id for row in rows(engine)] == [queued_id(reply), queued_id(reply) + 1]
+
+
+def test_same_message_twice_is_stored_twice_the_second_as_duplicate(start_door, engine):
+    door = start_door()
+    raw = message()
+    with door.connect() as client:
+        [(first_code, first)] = transaction(client, raw)
+        [(second_code, second)] = transaction(client, raw)
+    assert (first_code, second_code) == (250, 250)
+    original, duplicate = rows(engine)
+    assert (original.id, duplicate.id) == (queued_id(first), queued_id(second))
+    assert (original.outcome, original.duplicate_of) == (PENDING, None)
+    assert (duplicate.outcome, duplicate.duplicate_of) == (IGNORED, original.id)
+    assert duplicate.raw == raw
+    assert door.woken == [original.id, duplicate.id]
+
+
+def test_null_sender_is_accepted_and_stored_with_an_empty_envelope_from(start_door, engine):
+    door = start_door()
+    with door.connect() as client:
+        [(code, _)] = transaction(client, message(), sender="")
+    assert code == 250
+    [row] = rows(engine)
+    assert row.envelope_from == ""
+
+
+@pytest.mark.parametrize("protocol", ["lmtp"], indirect=True)
+def test_lmtp_answers_each_accepted_recipient_and_stores_once(start_door, engine):
+    door = start_door()
+    recipients = ("assistance+a1@editeur.example", "nobody@editeur.example", SUPPORT)
+    with door.connect() as client:
+        replies = transaction(client, message(), recipients=recipients)
+        assert [code for code, _ in replies] == [250, 250]
+        assert replies[0] == replies[1]
+        assert client.noop()[0] == 250  # and not a third DATA reply
+    [row] = rows(engine)
+    assert (row.door, row.envelope_to) == ("lmtp", ["assistance+a1@editeur.example", SUPPORT])
+
+
+def test_a_taken_port_raises_and_leaks_nothing(start_door, engine):
+    door = start_door()
+    with pytest.raises(OSError):
+        smtp.start(door.settings, engine, door.woken.append)
+    gc.collect()  # an event loop left open would warn here, within this test
+    with door.connect() as client:
+        assert client.noop()[0] == 250
+
+
+# -- the pipe door -----------------------------------------------------------------------
+
+def test_read_sources_reads_standard_input_when_no_path(monkeypatch):
+    raw = message()
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(raw)))
+    assert list(pipe.read_sources([])) == [("<stdin>", raw)]
+
+
+def test_read_sources_reads_a_file(tmp_path):
+    path = tmp_path / "one.eml"
+    path.write_bytes(b"Subject: one\n\nbody\n")
+    assert list(pipe.read_sources([str(path)])) == [(str(path), b"Subject: one\n\nbody\n")]
+
+
+def test_read_sources_walks_a_folder_in_name_order_skipping_hidden(tmp_path):
+    for name in ("b.eml", "a.eml", "sub/c.eml", ".hidden", ".cache/d.eml", "z/.e.eml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+    labels = [label for label, _ in pipe.read_sources([str(tmp_path)])]
+    assert labels == [str(tmp_path / n) for n in ("a.eml", "b.eml", "sub/c.eml")]
+
+
+def test_read_sources_reads_new_then_cur_of_a_maildir(tmp_path):
+    for sub in ("cur", "new", "tmp"):
+        (tmp_path / sub).mkdir()
+    for name in ("new/2", "new/1", "cur/0:2,S", "tmp/in-progress", "new/.hidden"):
+        (tmp_path / name).write_bytes(name.encode())
+    assert [raw for _, raw in pipe.read_sources([str(tmp_path)])] == [b"new/1", b"new/2", b"cur/0:2,S"]
+
+
+def test_read_sources_refuses_a_missing_path_before_reading(tmp_path):
+    (tmp_path / "here.eml").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError):
+        next(pipe.read_sources([str(tmp_path / "here.eml"), str(tmp_path / "gone.eml")]))
+
+
+def test_store_all_stores_a_folder(tmp_path, engine):
+    folder = tmp_path / "backlog"
+    folder.mkdir()
+    raws = [message(f"n°{i}") for i in range(3)]
+    for i, raw in enumerate(raws):
+        (folder / f"{i}.eml").write_bytes(raw)
+    stored, failed = pipe.store_all(engine, pipe.read_sources([str(folder)]))
+    assert failed == []
+    assert [(r.id, r.raw, r.door) for r in rows(engine)] == [(i, raw, "pipe") for i, raw in zip(stored, raws)]
+
+
+def test_store_all_reports_what_it_could_not_store_and_goes_on(engine, caplog):
+    def batch() -> Iterator[tuple[str, bytes]]:
+        yield "first", message()
+        with table_away(engine):
+            yield "second", message()
+        yield "third", message()
+
+    stored, failed = pipe.store_all(engine, batch())
+    assert failed == ["second"]
+    assert len(stored) == 2
+    assert "could not store second" in caplog.text
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 2
