@@ -111,3 +111,38 @@ def engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+# -- the gateway end to end ----------------------------------------------------------------
+
+@pytest.fixture
+def loaded(engine: Engine) -> Engine:
+    """`engine` with the demo clients, licences, contacts and agents of harness.SAMPLE_DATA."""
+    from harness import SAMPLE_DATA
+
+    from gateway import refdata
+    from gateway.db import session_scope
+    with session_scope(engine) as session:
+        refdata.import_data(session, refdata.load_file(SAMPLE_DATA))
+    return engine
+
+
+@pytest.fixture
+def relay(free_port: Callable[[], int]) -> Iterator[object]:
+    """A real SMTP server standing in for the outbound relay; collects what it is sent."""
+    from harness import Relay
+    server = Relay(free_port())
+    server.controller.start()
+    try:
+        yield server
+    finally:
+        server.controller.stop()
+
+
+@pytest.fixture
+def gateway(settings: Settings, loaded: Engine, relay: object,
+            free_port: Callable[[], int]) -> Iterator[object]:
+    """A running gateway (SMTP door, pipeline, outbox sender) wired to `relay`, demo data loaded."""
+    from harness import running, wired
+    with running(wired(settings, free_port(), relay.controller.port), loaded) as gw:  # type: ignore[attr-defined]
+        yield gw

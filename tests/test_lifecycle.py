@@ -29,7 +29,7 @@ def test_claire_opens_follows_and_closes_a_case(gateway, relay, engine) -> None:
     assert ack.message["To"].addresses[0].addr_spec == CLAIRE
     assert [a.addr_spec for a in ack.message["Cc"].addresses] == [PAUL]
     assert ack.message["Auto-Submitted"] == "auto-replied"
-    assert ack.message["In-Reply-To"] == opening["Message-ID"]
+    assert ack.message["In-Reply-To"].strip() == opening["Message-ID"]
     assert str(ack.message["Reply-To"].addresses[0].addr_spec).startswith("assistance+1-")
     assert "#1" in ack.text() and "haute" in ack.text()
     paul_copy = next(r for r in got if r.rcpt == PAUL)

@@ -14,7 +14,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, or_, select, update
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
@@ -59,13 +59,13 @@ def build(delivery: Delivery, settings: Settings) -> EmailMessage:
 def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> list[int]:
     """Lock up to `limit` due deliveries for this process; two senders never share one."""
     with session_scope(engine) as session:
-        rows = list(session.scalars(
-            select(Delivery).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
-                                   or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
+        ids = list(session.scalars(
+            select(Delivery.id).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
+                                      or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
             .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)))
-        for row in rows:
-            row.locked_until = now + LOCK
-        return [row.id for row in rows]
+        if ids:
+            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(locked_until=now + LOCK))
+        return ids
 
 
 def _transmit(msg: EmailMessage, recipient: str, settings: Settings) -> None:

@@ -15,8 +15,9 @@ TARGET = {"waiting": WAITING, "resolved": RESOLVED, "closed": CLOSED}
 
 def agent_message(work: Work, case: Case | None) -> Outcome:
     if case is None:
-        code = "case_not_found" if work.request.case_number is not None else "agent_needs_case"
-        return work.refuse([Problem(code, {"number": work.request.case_number or ""})])
+        if work.request.case_number is not None:
+            return work.refuse([Problem("case_not_found", {"number": work.request.case_number})])
+        return work.refuse([Problem("agent_needs_case")])
     flags, text, now = work.request.flags, work.request.details, work.now
     if "note" in flags:
         event = work.event(case, "note", text, internal=True)

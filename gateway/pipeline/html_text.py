@@ -30,6 +30,11 @@ _LINK = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _TAG = re.compile(r"<[^>]*>")
+# html2text escapes what Markdown would read as markup ("1\\. ", "\\- ", "\\\\*");
+# in plain text those backslashes are noise. Undone in this order: list markers,
+# then doubled backslashes.
+_ESCAPED_LIST_MARKER = re.compile(r"(?<=\d)\\(?=\.\s)|\\(?=[-+](?:\s|-))")
+_ESCAPED_BACKSLASH = re.compile(r"\\(?=\\[`*_{}\[\]()#+\-.!])")
 _HEADING = re.compile(r"^#{1,6} ", re.MULTILINE)
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_RUN = re.compile(r"\n{3,}")
@@ -77,6 +82,8 @@ def _spell_out_link(match: re.Match[str]) -> str:
 
 def _tidy(text: str) -> str:
     """Plain-text clean-up of html2text's output."""
+    text = _ESCAPED_LIST_MARKER.sub("", text)
+    text = _ESCAPED_BACKSLASH.sub("", text)
     text = text.replace("\xa0", " ").replace("\u200b", "")
     text = _HEADING.sub("", text)
     text = _TRAILING_SPACE.sub("", text)

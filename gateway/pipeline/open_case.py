@@ -102,6 +102,7 @@ def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact)
     support = work.settings.support.address.lower()
     support_local, _, support_domain = support.partition("@")
     not_added: list[str] = []
+    added: set[int] = set()
     for address in work.parsed.cc:
         local, _, domain = address.partition("@")
         if address == main.email or (domain == support_domain and local.split("+")[0] == support_local):
@@ -110,6 +111,8 @@ def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact)
             Contact.client_id == client.id, Contact.email == address, Contact.status == CONTACT_ACTIVE))
         if contact is None:
             not_added.append(address)
-        elif all(e.contact_id != contact.id for e in case.distribution):
-            case.distribution.append(DistributionEntry(contact_id=contact.id, contact=contact))
+        elif contact.id not in added:
+            added.add(contact.id)
+            work.session.add(DistributionEntry(case_id=case.id, contact_id=contact.id))
+    work.session.flush()
     return not_added

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.header import decode_header
 from email.message import Message
+from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from gateway.pipeline.html_text import html_to_text
@@ -72,25 +73,32 @@ class ParsedMail:
 def parse(raw: bytes) -> ParsedMail:
     """Parse raw message bytes. Never raises: hopeless input gives empty fields.
 
-    Input that has no header at all (binary files such as an Outlook .msg, empty
-    bytes) is hopeless. A failure inside the body keeps the header fields.
+    Input without any header (binary files such as an Outlook .msg, empty
+    bytes) is hopeless. When the body cannot be read (absurd nesting, a bug),
+    the header fields are still returned.
     """
     try:
-        message = email.message_from_bytes(raw, policy=_POLICY)
+        # A UTF-8 byte order mark would hide the first header line.
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
+        try:
+            message = email.message_from_bytes(raw, policy=_POLICY)
+        except RecursionError:  # thousands of nested parts: the headers are still readable
+            message = BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True)
+            return _parsed(message, _Body(defects=1))
         if not message.keys():
             return ParsedMail(defects=len(message.defects))
-        return _parsed(message)
+        try:
+            body = _read_body(message)
+        except Exception:  # keep the headers whatever happens in the body
+            body = _Body(defects=1)
+        return _parsed(message, body)
     except Exception:  # the contract: bytes of any kind must give a value
         return ParsedMail()
 
 
-def _parsed(message: Message) -> ParsedMail:
-    """Build the ParsedMail of a message that has headers."""
+def _parsed(message: Message, body: _Body) -> ParsedMail:
+    """Build the ParsedMail of a message from its headers and its walked body."""
     fields = _Fields(message)
-    try:
-        body = _read_body(message)
-    except Exception:  # e.g. RecursionError on absurd nesting: keep the headers
-        body = _Body(defects=1)
     text = "\n\n".join(part for part in body.texts if part)
     from_name, from_addr = _sender(fields.all("from"))
     return ParsedMail(
@@ -206,7 +214,7 @@ def _valid_address(address: str, written: str) -> bool:
 def _sender(values: list[str]) -> tuple[str, str | None]:
     """(display name, address) of the From field; the address only if it is exactly one valid one."""
     written = ", ".join(values)
-    pairs = [(name, addr) for name, addr in getaddresses([written]) if name or addr]
+    pairs = [(name, addr) for name, addr in _pairs(written) if name or addr]
     if not pairs:
         return "", None
     name, address = pairs[0]
@@ -219,7 +227,14 @@ def _sender(values: list[str]) -> tuple[str, str | None]:
 def _addresses(values: list[str]) -> tuple[str, ...]:
     """The valid addresses of an address-list field, lowercased."""
     written = ", ".join(values)
-    return tuple(addr.lower() for _, addr in getaddresses([written]) if _valid_address(addr, written))
+    return tuple(addr.lower() for _, addr in _pairs(written) if _valid_address(addr, written))
+
+
+def _pairs(written: str) -> list[tuple[str, str]]:
+    try:
+        return getaddresses([written])
+    except Exception:  # its recursive parser gives up on fields of thousands of words
+        return []
 
 
 def _date(value: str) -> datetime | None:
@@ -343,7 +358,7 @@ def _read_body(message: Message) -> _Body:
                 for child in reversed(children):
                     keep = wants_text and (chosen is None or child is chosen)
                     pending.append((child, keep, in_report, depth + 1))
-        elif ctype in _BODY_TYPES and not _is_attachment(part):
+        elif _is_text(part, ctype, payload):
             if wants_text:
                 body.texts.append(_part_text(part, ctype))
         else:
@@ -360,9 +375,15 @@ def _preferred(children: list[Message]) -> Message | None:
     return children[0] if children else None
 
 
-def _is_attachment(part: Message) -> bool:
-    disposition = (part.get_content_disposition() or "") if hasattr(part, "get_content_disposition") else ""
-    return disposition == "attachment"
+def _is_text(part: Message, ctype: str, payload: object) -> bool:
+    """True for body text: plain or HTML not sent as an attachment.
+
+    A multipart whose boundary was never found arrives as one string; shown as
+    plain text, as mail clients do.
+    """
+    if part.get_content_disposition() == "attachment":
+        return False
+    return ctype in _BODY_TYPES or (isinstance(payload, str) and part.get_content_maintype() == "multipart")
 
 
 def _part_text(part: Message, ctype: str) -> str:
@@ -372,21 +393,19 @@ def _part_text(part: Message, ctype: str) -> str:
 
 
 def _add_attachment(part: Message, ctype: str, in_report: bool, body: _Body) -> None:
-    """Keep a part as a file; parts of a report also feed the bounce fields."""
+    """Keep a part as a file; the parts of a report also feed the bounce fields."""
     payload = part.get_payload()
-    if ctype in _FORWARDED_TYPES and isinstance(payload, list) and payload:
-        inner = payload[0]
-        data = _message_bytes(inner)
-        name = _collapse(_decode_words(_unsurrogate(str(inner.get("subject", "")))))
-        name = name.replace("/", "_").replace("\\", "_") + ".eml" if name else _filename(part)
-        if in_report:
-            body.bounced.extend(filter(None, [_message_id(str(inner.get("message-id", "")))]))
-    elif isinstance(payload, list):  # message/delivery-status and other report data
-        blocks = [block for block in payload if isinstance(block, Message)]
-        data = b"\n".join(_message_bytes(block) for block in blocks)
+    if isinstance(payload, list):  # message/*: the parser made a tree of it
+        inner = [message for message in payload if isinstance(message, Message)]
+        data = b"\n".join(_message_bytes(message) for message in inner)
         name = _filename(part)
+        if ctype in _FORWARDED_TYPES and inner:
+            subject = _collapse(_decode_words(_unsurrogate(str(inner[0].get("subject", "")))))
+            name = subject.replace("/", "_").replace("\\", "_") + ".eml" if subject else name
         if ctype == "message/delivery-status":
-            body.failed.extend(_failed_recipients(blocks))
+            body.failed.extend(_failed_recipients(inner))
+        elif in_report and inner and ctype in _FORWARDED_TYPES | _HEADERS_TYPES:
+            body.bounced.extend(filter(None, [_message_id(str(inner[0].get("message-id", "")))]))
     else:
         decoded = part.get_payload(decode=True)
         data = decoded if isinstance(decoded, bytes) else b""
@@ -394,10 +413,9 @@ def _add_attachment(part: Message, ctype: str, in_report: bool, body: _Body) -> 
         if in_report and ctype in _HEADERS_TYPES:
             headers = email.message_from_bytes(data, policy=_POLICY)
             body.bounced.extend(filter(None, [_message_id(str(headers.get("message-id", "")))]))
-    if not data and not name:
-        return
-    index = len(body.attachments) + 1
-    body.attachments.append(Attachment(_safe_filename(name, ctype, index), ctype, data))
+    if data or name:
+        index = len(body.attachments) + 1
+        body.attachments.append(Attachment(_safe_filename(name, ctype, index), ctype, data))
 
 
 def _failed_recipients(blocks: list[Message]) -> list[str]:
@@ -416,17 +434,33 @@ def _message_bytes(message: Message) -> bytes:
     """A nested message as bytes (the parser keeps it as a tree)."""
     try:
         return message.as_bytes(policy=_POLICY)
-    except Exception:  # a tree the generator cannot write back
-        return message.as_string(policy=_POLICY).encode("utf-8", "surrogateescape")
+    except Exception:  # a tree the generator cannot write back; the stored raw message has it
+        return b""
 
 
 def _filename(part: Message) -> str:
     """The decoded file name of a part (RFC 2231, RFC 2047 or raw 8-bit), or ""."""
     try:
-        name = part.get_filename() or ""
+        name = _with_decoded_type_headers(part).get_filename() or ""
     except Exception:  # malformed parameters
         return ""
     return _collapse(_decode_words(_unsurrogate(name)))
+
+
+def _with_decoded_type_headers(part: Message) -> Message:
+    """The part itself, or a stand-in whose type headers hold text instead of raw 8-bit bytes.
+
+    compat32 reads a parameter of a header with raw 8-bit bytes through a Header
+    object that turns each of those bytes into U+FFFD.
+    """
+    wanted = {"content-type", "content-disposition"}
+    raw = [(name, value) for name, value in part.raw_items() if name.lower() in wanted]
+    if all(isinstance(value, str) and value.isascii() for _, value in raw):
+        return part
+    stand_in = Message()
+    for name, value in raw:
+        stand_in[name] = _unsurrogate(str(value))
+    return stand_in
 
 
 def _safe_filename(name: str, ctype: str, index: int) -> str:
@@ -434,7 +468,7 @@ def _safe_filename(name: str, ctype: str, index: int) -> str:
     name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
     # Drop control, format (bidi overrides) and unassigned characters.
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
-    name = _UNSAFE_NAME_CHARS.sub("_", name).strip().lstrip(".").rstrip(". ").strip()
+    name = _UNSAFE_NAME_CHARS.sub("_", name).strip().lstrip(". ").rstrip(". ")
     if not name:
         extension = mimetypes.guess_extension(ctype, strict=False) or ".bin"
         return f"attachment-{index}{extension}"

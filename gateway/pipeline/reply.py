@@ -25,6 +25,14 @@ _EXTRA_HEADERS = "|".join((
     r"^(?:> ?)*Le\s[^\n]{0,200}(?:\sa\n(?:> ?)*|\n(?:> ?)*[^\n]{0,200}\sa )\u00e9crit ?:$",
 ))
 
+# Lines that introduce a forwarded message (Gmail, Thunderbird, Apple Mail).
+_FORWARD = re.compile(
+    r"^(?:-{2,} ?(?:Forwarded message|Message transf\u00e9r\u00e9|Weitergeleitete Nachricht) ?-{2,}"
+    r"|(?:Begin forwarded message|D\u00e9but du message r\u00e9exp\u00e9di\u00e9"
+    r"|Anfang der weitergeleiteten Nachricht) ?:)$",
+    re.MULTILINE | re.IGNORECASE,
+)
+_BLANK_RUN = re.compile(r"\n{3,}")
 _ATTRIBUTION_END = re.compile(r"(?:wrote|\u00e9crit|schrieb)\s*:$", re.IGNORECASE)
 # A closing formula that goes on as a sentence ("Thanks, but it still fails") is
 # the author's text, not the start of a signature.
@@ -59,8 +67,9 @@ def strip_reply(text: str) -> str:
     """Return the new part of a message body: no quoted history, no signature.
 
     Takes the whole body as text; returns the author's own words (each line
-    stripped of surrounding blanks, as the library does). A body that is nothing
-    but a quote gives "". Never raises.
+    stripped of surrounding blanks, as the library does), followed by any
+    message they forward. A body that is nothing but a quote gives "".
+    Never raises.
     """
     if not text.strip():
         return ""
@@ -68,20 +77,41 @@ def strip_reply(text: str) -> str:
     try:
         # The library's clean-up: line endings, blanks around lines, Outlook rules.
         normalised = EmailMessage(text=text, languages=list(_LANGUAGES)).text
-        reply = _first_reply(normalised)
-        reply = reply.replace(_signature(reply), "").strip() if reply else ""
-        reply = _drop_trailing_quote(reply)
+        own, forwarded = _split_forward(normalised)
+        kept = _BLANK_RUN.sub("\n\n", "\n\n".join(filter(None, (_own_words(own), forwarded))))
     except Exception:  # a third-party heuristic must never cost us the message
         return text.strip()
     # Stripping must not swallow a message silently: if nothing is left, keep
     # whatever is not a quote or a reply header.
-    return reply or _drop_quote_lines(_HEADER.sub("", normalised))
+    return kept or _drop_quote_lines(_HEADER.sub("", normalised))
+
+
+def _split_forward(text: str) -> tuple[str, str]:
+    """Split off a forwarded message: (the author's part, the forward or "").
+
+    A forward is content the author chose to send, not history: the library
+    would take its "From: / Date:" block for a reply header and drop it. Only a
+    forward that comes before any reply header counts (not one inside a quote).
+    """
+    forward = _FORWARD.search(text)
+    if forward is None:
+        return text, ""
+    header = _HEADER.search(text, 0, forward.start())
+    if header is not None:
+        return text, ""
+    return text[: forward.start()], text[forward.start() :].strip()
+
+
+def _own_words(text: str) -> str:
+    """The first reply of `text` without its signature or a trailing quote."""
+    reply = _first_reply(text)
+    return _drop_trailing_quote(reply[: _signature_start(reply)].strip())
 
 
 def _first_reply(text: str) -> str:
     """The text before the first reply header (the library's `replies[0]`).
 
-    When the text opens with a header (a forward without comment), the first
+    When the text opens with a header (a reply that only quotes), the first
     reply is what follows that header, up to the next one.
     """
     header = _HEADER.search(text)
@@ -93,24 +123,36 @@ def _first_reply(text: str) -> str:
     return text[header.end() : following.start() if following else len(text)].strip()
 
 
-def _signature(text: str) -> str:
-    """The signature at the end of `text` (from its first line to the end), or ""."""
+def _signature_start(text: str) -> int:
+    """Where the signature at the end of `text` starts; len(text) if there is none.
+
+    The library's pattern runs to the end of the text; a match that does not
+    start a signature is skipped and the search goes on from its next line.
+    """
     position = 0
     while match := _SIGNATURE.search(text, position):
-        if _starts_signature(match.group()):
-            return match.group()
-        position = text.find("\n", match.start() + len(match.group()) - len(match.group().lstrip()))
+        first_char = len(text) - len(text[match.start() :].lstrip())
+        if _starts_signature(text, first_char):
+            return match.start()
+        position = text.find("\n", first_char)
         if position < 0:
             break
-    return ""
+    return len(text)
 
 
-def _starts_signature(candidate: str) -> bool:
-    """True when the first line of `candidate` closes a message rather than saying something."""
-    first = candidate.strip().split("\n", 1)[0].lstrip("> ").strip()
-    if not first or first.startswith(("--", "__")):
+def _starts_signature(text: str, start: int) -> bool:
+    """True when the line at `start` closes the message rather than says something.
+
+    A delimiter ("--") always does. A closing formula must be a short line of its
+    own, not a sentence that goes on ("Thanks, but it still fails") nor the
+    wrapped end of the sentence above ("... je vous souhaite une\nbonne journée.").
+    """
+    end = text.find("\n", start)
+    line = text[start : end if end >= 0 else len(text)].lstrip("> ").strip()
+    if not line or line.startswith(("--", "__")):
         return True
-    return len(first) <= _LONGEST_CLOSING_LINE and not _SENTENCE_GOES_ON.search(first)
+    opens_line = line[0].isupper() or start == 0 or text[:start].endswith("\n\n")
+    return opens_line and len(line) <= _LONGEST_CLOSING_LINE and not _SENTENCE_GOES_ON.search(line)
 
 
 def _drop_trailing_quote(body: str) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
+from gateway.models import HELD, IGNORED, PENDING, REFUSED, Case, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import route, safety
 from gateway.pipeline.agent import agent_message
@@ -53,7 +53,9 @@ def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed
     work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
     case = route.find_case(session, settings, parsed, request, inbound, sender)
     if case is not None:
-        session.refresh(case, with_for_update=True)
+        # Lock the case row so that two messages on one case are applied one after the other.
+        session.execute(select(Case.id).where(Case.id == case.id).with_for_update())
+        session.refresh(case)
     if sender.agent is not None:
         return agent_message(work, case)
     if case is not None:

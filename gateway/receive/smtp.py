@@ -13,7 +13,6 @@ import asyncio
 import functools
 import logging
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AnyStr
@@ -104,7 +103,7 @@ class PerRecipientLMTP(LMTP):
 
     async def push(self, status: AnyStr) -> None:
         count, self._replies_due = self._replies_due, 0
-        if False:
+        if count > 1 and isinstance(status, str):
             status = "\r\n".join([status] * count)  # type: ignore[assignment]
         await super().push(status)
         if isinstance(status, str) and status.startswith("354") and self.envelope is not None:
@@ -113,18 +112,15 @@ class PerRecipientLMTP(LMTP):
 
 
 class DoorController(Controller):
-    """aiosmtpd's threaded controller, for SMTP or LMTP, that hangs up cleanly on stop."""
+    """aiosmtpd's threaded controller, for SMTP or LMTP, that fails fast and stops cleanly."""
 
     def __init__(self, handler: Door, *, lmtp: bool, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.lmtp = lmtp
-        self._servers: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def factory(self) -> SMTP:
-        server = (PerRecipientLMTP if self.lmtp else SMTP)(
-            self.handler, loop=self.loop, **self.SMTP_kwargs)
-        self._servers.add(server)
-        return server
+        protocol = PerRecipientLMTP if self.lmtp else SMTP
+        return protocol(self.handler, loop=self.loop, **self.SMTP_kwargs)
 
     def start(self) -> None:
         try:
@@ -148,25 +144,12 @@ class DoorController(Controller):
         super()._trigger_server()
 
     def stop(self, no_assert: bool = False) -> None:
-        """Close open sessions, stop the loop and its thread, then the door's workers."""
-        if self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._hang_up(), self.loop).result(timeout=30)
+        """Stop the loop and its thread (open sessions are cut), then the door's workers."""
         if not self.loop.is_closed():
             super().stop(no_assert)
             if not self.loop.is_closed():
                 self.loop.close()
         self.handler.close()
-
-    async def _hang_up(self) -> None:
-        # aiosmtpd's stop cancels sessions without letting them close their sockets.
-        if self.server is not None:
-            self.server.close()
-        for server in list(self._servers):
-            if server.transport is not None:
-                server.transport.close()
-        others = asyncio.all_tasks() - {asyncio.current_task()}
-        if others:
-            await asyncio.wait(others, timeout=10)
 
 
 def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None]) -> DoorController:
