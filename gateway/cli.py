@@ -16,6 +16,7 @@ from gateway.db import make_engine, session_scope
 from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, HELD, Delivery, InboundMessage
 
 EX_TEMPFAIL = 75
+BATCH = 50  # messages processed per transaction when replaying a backlog
 
 
 class App:
@@ -117,11 +118,12 @@ def ingest(app: App, paths: tuple[str, ...]) -> None:
     except Exception as exc:  # noqa: BLE001 - the MTA must retry, not lose the message
         click.echo(f"could not store: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
-    for inbound_id in ids:
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start:start + BATCH]
         try:
-            run.process(engine, app.settings, inbound_id)
-        except Exception as exc:  # noqa: BLE001 - stored: `serve` will process it later
-            click.echo(f"message {inbound_id} stored, processing deferred: {exc}", err=True)
+            run.process_many(engine, app.settings, batch)
+        except Exception as exc:  # noqa: BLE001 - stored: `serve` will process them later
+            click.echo(f"messages {batch[0]}..{batch[-1]} stored, processing deferred: {exc}", err=True)
     if failed:
         click.echo(f"could not store: {', '.join(failed)}", err=True)
         sys.exit(EX_TEMPFAIL)

@@ -66,7 +66,7 @@ class Licence(Base):
     modules: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     ends_on: Mapped[dt.date | None] = mapped_column(Date)
-    client: Mapped[Client] = relationship(lazy="joined")
+    client: Mapped[Client] = relationship()
 
 
 CONTACT_ACTIVE, CONTACT_PENDING, CONTACT_INACTIVE = "active", "pending", "inactive"
@@ -83,7 +83,7 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), default=CONTACT_ACTIVE)
     failing_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    client: Mapped[Client] = relationship(lazy="joined")
+    client: Mapped[Client] = relationship()
 
 
 class Agent(Base):
@@ -112,9 +112,9 @@ class Case(Base):
     first_agent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_customer_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     waiting_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    client: Mapped[Client] = relationship(lazy="joined")
-    licence: Mapped[Licence] = relationship(lazy="joined")
-    main_contact: Mapped[Contact] = relationship(lazy="joined")
+    client: Mapped[Client] = relationship()
+    licence: Mapped[Licence] = relationship()
+    main_contact: Mapped[Contact] = relationship()
     distribution: Mapped[list[DistributionEntry]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="DistributionEntry.id")
 
@@ -129,7 +129,7 @@ class DistributionEntry(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    contact: Mapped[Contact] = relationship(lazy="joined")
+    contact: Mapped[Contact] = relationship()
 
 
 class CaseEvent(Base):

@@ -222,6 +222,17 @@ def test_outlook_html_only_becomes_clean_text() -> None:
     assert parsed.content_language == "fr-fr"
 
 
+def test_html_text_has_no_markup_left() -> None:
+    raw = (
+        b"From: a@client.example\nContent-Type: text/html; charset=utf-8\n\n"
+        b"<p>1. Ouvrir le module</p><p>- fermer</p><h2>Titre</h2><p><i>x</i> <b>y</b> "
+        b"<a href='https://x.example/a'>https://x.example/a</a> <a href='mailto:s@e.example'>s@e.example</a>"
+        b"<img src='cid:1' alt='logo'></p><script>alert(1)</script>"
+    )
+    expected = "1. Ouvrir le module\n\n- fermer\n\nTitre\n\nx y https://x.example/a s@e.example"
+    assert parse(raw).text == expected
+
+
 def test_alternative_prefers_plain_text() -> None:
     assert load("alternative.eml").text == "L'export comptable échoue (version plain)."
 

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
-
-from gateway.models import (APPENDED, CLOSED, IN_PROGRESS, NEW, RESOLVED, WAITING, Agent, Case)
+from gateway.models import (APPENDED, CLOSED, IN_PROGRESS, NEW, RESOLVED, WAITING, Case)
 from gateway.pipeline import priority
+from gateway.pipeline.route import active_agents
 from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.licence import refuse_inactive
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
-
-
-def active_agents(work: Work) -> list[Agent]:
-    return list(work.session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
 
 
 def follow_up(work: Work, case: Case) -> Outcome:
@@ -63,7 +58,7 @@ def follow_up(work: Work, case: Case) -> Outcome:
                "reopened": reopened}
     to, cc = case_recipients(case)
     work.outbox.post("case_message", to, cc, case=case, context=context)
-    work.outbox.post("case_message", agent_recipients(active_agents(work), work.settings.support.language),
+    work.outbox.post("case_message", agent_recipients(active_agents(work.session), work.settings.support.language),
                      case=case, context=context)
     return Outcome(APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)
 
@@ -73,7 +68,7 @@ def _info_request(work: Work, case: Case, text: str) -> Outcome:
     store_attachments(work.session, case, event, work.parsed.attachments)
     work.outbox.post("info_ack", [work.sender_recipient()], case=case,  # type: ignore[list-item]
                      context={"text": text}, include_author=True)
-    work.outbox.post("agent_info_request", agent_recipients(active_agents(work), work.settings.support.language),
+    work.outbox.post("agent_info_request", agent_recipients(active_agents(work.session), work.settings.support.language),
                      case=case, context={"author": work.sender, "text": text})
     return Outcome(APPENDED, ("information request recorded",), case.id)
 
@@ -91,6 +86,6 @@ def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or ""}
     work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True)
     if closed_by == "customer":
-        work.outbox.post("case_closed", agent_recipients(active_agents(work), work.settings.support.language),
+        work.outbox.post("case_closed", agent_recipients(active_agents(work.session), work.settings.support.language),
                          case=case, context=context)
     return Outcome(APPENDED, (f"case closed by the {closed_by}",), case.id)

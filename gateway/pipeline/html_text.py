@@ -30,7 +30,7 @@ _LINK = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _TAG = re.compile(r"<[^>]*>")
-# html2text escapes what Markdown would read as markup ("1\\. ", "\\- ", "\\\\*");
+# html2text escapes what Markdown would read as markup ("1\. ", "\- ", "\\*");
 # in plain text those backslashes are noise. Undone in this order: list markers,
 # then doubled backslashes.
 _ESCAPED_LIST_MARKER = re.compile(r"(?<=\d)\\(?=\.\s)|\\(?=[-+](?:\s|-))")

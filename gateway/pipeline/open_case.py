@@ -12,12 +12,13 @@ import unicodedata
 
 from sqlalchemy import select
 
-from gateway.models import (CREATED, NEW, Agent, Case, CaseEvent, Client, Contact, DistributionEntry,
+from gateway.models import (CREATED, NEW, Case, CaseEvent, Client, Contact, DistributionEntry,
                             Licence, CONTACT_ACTIVE)
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline import priority
 from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.licence import refuse_inactive
+from gateway.pipeline.route import active_agents
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
 
 
@@ -89,8 +90,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
                "details": request.details, "attachments": work.parsed.attachments,
                "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True)
-    agents = list(session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
-    work.outbox.post("agent_new_case", agent_recipients(agents, work.settings.support.language),
+    work.outbox.post("agent_new_case", agent_recipients(active_agents(session), work.settings.support.language),
                      case=case, context=context)
     reasons = [f"case {case.id} opened"] + [f"not added to distribution: {a}" for a in not_added]
     if granted is not None:

@@ -349,16 +349,17 @@ def _read_body(message: Message) -> _Body:
         if part is not message:
             body.defects += len(part.defects)
         ctype = part.get_content_type()
-        payload = part.get_payload()
-        if isinstance(payload, list) and part.get_content_maintype() == "multipart":
-            children = [child for child in payload if isinstance(child, Message)]
+        # get_payload() without decode=True can raise on 8-bit text with an odd
+        # charset parameter; is_multipart() says whether the payload is a tree.
+        if part.is_multipart() and part.get_content_maintype() == "multipart":
+            children = [child for child in part.get_payload() if isinstance(child, Message)]
             chosen = _preferred(children) if ctype == "multipart/alternative" else None
             in_report = in_report or ctype == "multipart/report"
             if depth < _MAX_DEPTH:
                 for child in reversed(children):
                     keep = wants_text and (chosen is None or child is chosen)
                     pending.append((child, keep, in_report, depth + 1))
-        elif _is_text(part, ctype, payload):
+        elif _is_text(part, ctype):
             if wants_text:
                 body.texts.append(_part_text(part, ctype))
         else:
@@ -370,12 +371,12 @@ def _preferred(children: list[Message]) -> Message | None:
     """The alternative to read: plain text with something in it, else HTML, else the first."""
     for wanted in ("text/plain", "text/html"):
         for child in children:
-            if child.get_content_type() == wanted and str(child.get_payload()).strip():
+            if child.get_content_type() == wanted and (child.get_payload(decode=True) or b"").strip():
                 return child
     return children[0] if children else None
 
 
-def _is_text(part: Message, ctype: str, payload: object) -> bool:
+def _is_text(part: Message, ctype: str) -> bool:
     """True for body text: plain or HTML not sent as an attachment.
 
     A multipart whose boundary was never found arrives as one string; shown as
@@ -383,20 +384,26 @@ def _is_text(part: Message, ctype: str, payload: object) -> bool:
     """
     if part.get_content_disposition() == "attachment":
         return False
-    return ctype in _BODY_TYPES or (isinstance(payload, str) and part.get_content_maintype() == "multipart")
+    return ctype in _BODY_TYPES or (not part.is_multipart() and part.get_content_maintype() == "multipart")
 
 
 def _part_text(part: Message, ctype: str) -> str:
     data = part.get_payload(decode=True)
-    text = _decode_bytes(data if isinstance(data, bytes) else b"", part.get_content_charset())
+    text = _decode_bytes(data if isinstance(data, bytes) else b"", _charset(part))
     return _clean_text(html_to_text(text) if ctype == "text/html" else text)
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:  # a charset parameter no codec lookup accepts, e.g. with a NUL
+        return None
 
 
 def _add_attachment(part: Message, ctype: str, in_report: bool, body: _Body) -> None:
     """Keep a part as a file; the parts of a report also feed the bounce fields."""
-    payload = part.get_payload()
-    if isinstance(payload, list):  # message/*: the parser made a tree of it
-        inner = [message for message in payload if isinstance(message, Message)]
+    if part.is_multipart():  # message/*: the parser made a tree of it
+        inner = [message for message in part.get_payload() if isinstance(message, Message)]
         data = b"\n".join(_message_bytes(message) for message in inner)
         name = _filename(part)
         if ctype in _FORWARDED_TYPES and inner:

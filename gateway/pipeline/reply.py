@@ -1,9 +1,14 @@
 """Keep only what the author of a message wrote: drop quoted history and signature.
 
-Pure and fast (about a tenth of a millisecond for a 2 KB body). Built on the
-`mail-parser-reply` library, which knows how French, English and German mail
-clients introduce a quote; this module reuses its patterns with a few repairs and
-additions, each explained where it is made.
+Pure, never raises, about 0.4 ms for a 2 KB body. The knowledge of how French,
+English and German mail clients introduce a quote comes from the
+`mail-parser-reply` library: its own clean-up of the text and its header and
+signature patterns, compiled once here. Its `read()` is not used: it runs
+findall() over the whole quoted history, splits on an inner group of its French
+pattern (a text that opens with "Le ... a écrit :" gives the reply "Le"), and
+deletes "disclaimers" anywhere in the text, including a customer's own sentence
+such as "Warning: the mail server refuses ...". What the library misses is added
+below, each addition with its reason.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender
     default = "en" if parsed.content_language.startswith("en") else settings.support.language
     if address is None or dmarc_failed(parsed, settings):
         return Sender(address, parsed.from_name, None, (), default)
-    agent = session.scalar(select(Agent).where(Agent.email == address, Agent.active.is_(True)))
+    agent = next((a for a in active_agents(session) if a.email == address), None)
     contacts = tuple(session.scalars(select(Contact).where(
         Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
     language = default
@@ -32,6 +32,15 @@ def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender
         language = first.language or first.client.language or default
     name = parsed.from_name or (agent.name if agent else contacts[0].name if contacts else "")
     return Sender(address, name, agent, contacts, language)
+
+
+def active_agents(session: Session) -> list[Agent]:
+    """The active agents, read once per transaction (a backlog batch shares them)."""
+    agents = session.info.get("active_agents")
+    if agents is None:
+        agents = session.info["active_agents"] = list(
+            session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    return agents
 
 
 def recipient_tokens(parsed: ParsedMail, inbound: InboundMessage, settings: Settings) -> list[str]:
@@ -46,15 +55,27 @@ def recipient_tokens(parsed: ParsedMail, inbound: InboundMessage, settings: Sett
 
 def find_case(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
               inbound: InboundMessage, sender: Sender) -> Case | None:
-    """The case a message refers to: signed token, then subject tag, then threading headers."""
+    """The case a message refers to: signed token, then subject tag, then threading headers.
+
+    The case row is locked for the rest of the transaction, so that two messages on one
+    case are applied one after the other."""
+    number = _case_number(session, settings, parsed, request, inbound, sender)
+    if number is None:
+        return None
+    found = session.scalar(select(Case.id).where(Case.id == number).with_for_update())
+    return session.get(Case, found, populate_existing=True) if found is not None else None
+
+
+def _case_number(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
+                 inbound: InboundMessage, sender: Sender) -> int | None:
     if sender.address:
         key = token.secret(session, settings)
         for tok in recipient_tokens(parsed, inbound, settings):
             number = token.verify(key, tok, sender.address)
-            if number is not None and (case := session.get(Case, number)) is not None:
-                return case
+            if number is not None:
+                return number
     if request.case_number is not None:
-        return session.get(Case, request.case_number)
+        return request.case_number
     ids = [i for i in dict.fromkeys(parsed.in_reply_to + tuple(reversed(parsed.references)))][:20]
     if not ids:
         return None
@@ -65,4 +86,4 @@ def find_case(session: Session, settings: Settings, parsed: ParsedMail, request:
             InboundMessage.message_id.in_(ids), InboundMessage.case_id.is_not(None)).limit(1))
     if case_id is None:
         case_id = session.scalar(select(Case.id).where(Case.thread_id.in_(ids)).limit(1))
-    return session.get(Case, case_id) if case_id is not None else None
+    return case_id

