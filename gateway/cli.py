@@ -41,6 +41,12 @@ class App:
             schema.upgrade(self._engine)
         return self._engine
 
+    def close(self) -> None:
+        """Release the database connections when the command ends."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
 
 pass_app = click.make_pass_decorator(App)
 
@@ -69,6 +75,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = App(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.group()
@@ -80,7 +87,7 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: App) -> None:
     """Create or upgrade the schema to the newest version."""
-    schema.upgrade(make_engine(app.settings))
+    app.engine  # noqa: B018 - opening the engine upgrades the schema, and `close` disposes it
     click.echo("database is up to date")
 
 

@@ -23,12 +23,17 @@ def secret(session: Session, settings: Settings) -> bytes:
     """The configured secret, or one generated once and kept in the database."""
     if settings.support.token_secret:
         return settings.support.token_secret.encode()
+    # Kept for the session's lifetime: a batch of messages reads it once.
+    cached = session.info.get("token_secret")
+    if cached is not None:
+        return cached
     row = session.get(State, "token_secret")
     if row is None:
         row = State(key="token_secret", value=secrets.token_hex(32))
         session.add(row)
         session.flush()
-    return row.value.encode()
+    session.info["token_secret"] = row.value.encode()
+    return session.info["token_secret"]
 
 
 def make(key: bytes, case: int, recipient: str) -> str:

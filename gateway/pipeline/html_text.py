@@ -25,8 +25,9 @@ _OFFICE_TAGS = re.compile(r"</?o:p\s*>", re.IGNORECASE)
 _CELL_END = re.compile(r"</t[dh]\s*>", re.IGNORECASE)
 # A link whose visible text is not its address: the address is worth keeping, but
 # as "text (url)" rather than the Markdown "[text](url)" html2text would write.
+# Its text stops at the next <a> or </a>, so that unclosed links stay cheap.
 _LINK = re.compile(
-    r"""<a\s[^>]*?href\s*=\s*["']?(https?://[^"'\s>]+)[^>]*>(.{0,2000}?)</a\s*>""",
+    r"""<a\s[^>]*?href\s*=\s*["']?(https?://[^"'\s>]+)[^>]*>((?:[^<]|<(?!/?a\b)){0,2000}?)</a\s*>""",
     re.IGNORECASE | re.DOTALL,
 )
 _TAG = re.compile(r"<[^>]*>")

@@ -19,7 +19,7 @@ from gateway.pipeline import priority
 from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.licence import refuse_inactive
 from gateway.pipeline.route import active_agents
-from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
+from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
 
 
 def missing_fields(work: Work) -> list[Problem]:
@@ -81,11 +81,10 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     session.add(event)
     session.flush()
     store_attachments(session, case, event, work.parsed.attachments)
-    not_added = _distribution_from_cc(work, case, client, contact)
+    distribution, not_added = _distribution_from_cc(work, case, client, contact)
     wanted = "priority" in request.flags
     granted = priority.request(work, case, client) if wanted else None
-    session.refresh(case, ["distribution"])
-    to, cc = case_recipients(case)
+    to, cc = [contact_recipient(contact)], [contact_recipient(c) for c in distribution]
     context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
                "details": request.details, "attachments": work.parsed.attachments,
                "licence": licence, "author": work.sender}
@@ -98,11 +97,13 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     return Outcome(CREATED, tuple(reasons), case.id)
 
 
-def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact) -> list[str]:
+def _distribution_from_cc(work: Work, case: Case, client: Client,
+                          main: Contact) -> tuple[list[Contact], list[str]]:
+    """Add the Cc addresses that are active contacts of the client; list the others."""
     support = work.settings.support.address.lower()
     support_local, _, support_domain = support.partition("@")
     not_added: list[str] = []
-    added: set[int] = set()
+    added: dict[int, Contact] = {}
     for address in work.parsed.cc:
         local, _, domain = address.partition("@")
         if address == main.email or (domain == support_domain and local.split("+")[0] == support_local):
@@ -112,7 +113,6 @@ def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact)
         if contact is None:
             not_added.append(address)
         elif contact.id not in added:
-            added.add(contact.id)
+            added[contact.id] = contact
             work.session.add(DistributionEntry(case_id=case.id, contact_id=contact.id))
-    work.session.flush()
-    return not_added
+    return list(added.values()), not_added

@@ -62,8 +62,7 @@ def find_case(session: Session, settings: Settings, parsed: ParsedMail, request:
     number = _case_number(session, settings, parsed, request, inbound, sender)
     if number is None:
         return None
-    found = session.scalar(select(Case.id).where(Case.id == number).with_for_update())
-    return session.get(Case, found, populate_existing=True) if found is not None else None
+    return session.get(Case, number, with_for_update=True)
 
 
 def _case_number(session: Session, settings: Settings, parsed: ParsedMail, request: Request,

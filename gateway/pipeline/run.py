@@ -101,10 +101,9 @@ def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.d
         return None
     inbound = session.get(InboundMessage, inbound_id)
     assert inbound is not None
+    parsed = None
     try:
         parsed = parse(inbound.raw)
-        inbound.sender = (parsed.from_addr or "")[:320] or None
-        inbound.subject = parsed.subject
         with session.begin_nested():
             outcome = decide(session, settings, inbound, parsed, now)
     except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
@@ -113,6 +112,9 @@ def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.d
         inbound.error = traceback.format_exc()[-8000:]
     else:
         inbound.error = None
+    if parsed is not None:
+        inbound.sender = (parsed.from_addr or "")[:320] or None
+        inbound.subject = parsed.subject
     inbound.outcome = outcome.outcome
     inbound.reasons = list(outcome.reasons)
     inbound.case_id = outcome.case_id

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from gateway import intake
 
 log = logging.getLogger(__name__)
+BATCH = 50  # messages stored per transaction when replaying a folder
 
 STDIN = "<stdin>"
 
@@ -62,10 +63,24 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
     """
     stored: list[int] = []
     failed: list[str] = []
-    for label, raw in sources:
+    batch: list[tuple[str, bytes]] = []
+
+    def flush() -> None:
         try:
-            stored.append(intake.store(engine, raw, door=door).id)
-        except Exception:
-            log.exception("could not store %s", label)
-            failed.append(label)
+            stored.extend(s.id for s in intake.store_many(engine, [raw for _, raw in batch], door))
+        except Exception:  # noqa: BLE001 - retried one by one, so one bad message is named
+            for label, raw in batch:
+                try:
+                    stored.append(intake.store(engine, raw, door=door).id)
+                except Exception:
+                    log.exception("could not store %s", label)
+                    failed.append(label)
+        batch.clear()
+
+    for item in sources:
+        batch.append(item)
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
     return stored, failed
