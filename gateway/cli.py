@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from gateway import config, schema, views
+from gateway import cli_refdata, config, schema, views
 from gateway.db import make_engine, session_scope
 from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, HELD, Delivery, InboundMessage
 
@@ -202,11 +202,12 @@ def inbound() -> None:
 
 @inbound.command("list")
 @click.option("--held", is_flag=True, help="Only messages held for a human.")
+@click.option("--limit", type=int, help="Only the newest N messages.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def inbound_list(app: App, held: bool, as_json: bool) -> None:
+def inbound_list(app: App, held: bool, limit: int | None, as_json: bool) -> None:
     with session_scope(app.engine) as session:
-        rows = views.inbound_list(session, held)
+        rows = views.inbound_list(session, held, limit)
     _print(rows, as_json, ["id", "received_at", "outcome", "case", "sender", "subject"])
 
 
@@ -235,11 +236,12 @@ def outbox() -> None:
 
 @outbox.command("list")
 @click.option("--failed", is_flag=True, help="Only deliveries set aside after failing.")
+@click.option("--limit", type=int, help="Only the newest N deliveries.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def outbox_list(app: App, failed: bool, as_json: bool) -> None:
+def outbox_list(app: App, failed: bool, limit: int | None, as_json: bool) -> None:
     with session_scope(app.engine) as session:
-        rows = views.outbox_list(session, failed)
+        rows = views.outbox_list(session, failed, limit)
     _print(rows, as_json, ["id", "status", "attempts", "recipient", "kind", "subject", "last_error"])
 
 
@@ -268,6 +270,59 @@ def outbox_send(app: App) -> None:
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing to send")
 
 
+@main.group()
+def jobs() -> None:
+    """Scheduled work: serve runs it; these commands run it by hand."""
+
+
+def _clock(value: str | None) -> Any:
+    """--now as naive UTC; an ISO-8601 time without an offset is taken as UTC."""
+    import datetime as dt
+
+    from gateway.db import utcnow
+    if value is None:
+        return utcnow()
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint="--now") from exc
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+@jobs.command("run")
+@click.argument("name", type=click.Choice(("reminders", "autoclose", "escalation", "adv-digest",
+                                           "licence-expiry", "all")))
+@click.option("--now", "now", metavar="ISO-8601", help="The clock to run with (default: now; UTC without an offset).")
+@pass_app
+def jobs_run(app: App, name: str, now: str | None) -> None:
+    """Run one job, or all, once; exits 1 when something was left undone by an error."""
+    from gateway.jobs import runner
+    clock = _clock(now)
+    runs = (runner.run_all(app.settings, app.engine, clock) if name == "all"
+            else [runner.run(name, app.settings, app.engine, clock)])
+    for result in runs:
+        click.echo(result.summary())
+    if any(result.errors for result in runs):
+        sys.exit(1)
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def jobs_list(app: App, as_json: bool) -> None:
+    """Each job: its last run and what it did, its next run, and what is due right now."""
+    from gateway.jobs import NAMES, record, runner
+    clock = _clock(None)
+    with session_scope(app.engine) as session:
+        rows = [{"job": name, **record.read(session, name),
+                 "due_now": runner.forecast(name, app.settings, session, clock)} for name in NAMES]
+    if not as_json:
+        for row in rows:
+            for key in ("did", "expected", "due_now"):
+                row[key] = ", ".join(f"{k}: {v}" for k, v in (row.get(key) or {}).items()) or None
+    _print(rows, as_json, ["job", "last_run", "outcome", "did", "next_run", "due_now"])
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
@@ -275,6 +330,9 @@ def status(app: App, as_json: bool) -> None:
     """Queue depths, held messages, failing deliveries, last errors."""
     with session_scope(app.engine) as session:
         _print(views.status(session), as_json)
+
+
+cli_refdata.register(main, pass_app, _print)
 
 
 if __name__ == "__main__":  # pragma: no cover

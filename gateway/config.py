@@ -8,8 +8,10 @@ directory (an MTA runs pipe commands from anywhere).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,25 @@ class ImapSettings:
     username: str = ""
     password: str = ""
     folder: str = "INBOX"
+    # Several folders to read instead of `folder`; the first is watched with IDLE.
+    folders: tuple[str, ...] = ()
     processed_folder: str = ""
     poll_seconds: int = 60
+    idle_seconds: int = 300
+    timeout_seconds: float = 60.0
+    ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        # TOML gives a list and the environment a comma-separated string: keep a tuple.
+        value = self.folders
+        if isinstance(value, str):
+            value = tuple(f.strip() for f in value.split(",") if f.strip())
+        object.__setattr__(self, "folders", tuple(value))
+
+    @property
+    def all_folders(self) -> tuple[str, ...]:
+        """The folders to read: `folders` when given, else just `folder`."""
+        return self.folders or (self.folder,)
 
 
 @dataclass(frozen=True)
@@ -93,9 +112,29 @@ class CaseSettings:
 
 
 @dataclass(frozen=True)
+class ContactSettings:
+    registration_code_hours: int = 48
+    registrations_per_sender_per_day: int = 3
+    registrations_per_client_per_day: int = 10
+    check_deliverability: bool = False
+
+
+@dataclass(frozen=True)
 class SlaSettings:
     first_response_hours: dict[int, int] = field(
         default_factory=lambda: {1: 2, 2: 8, 3: 24, 4: 72})
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """When `gateway serve` runs the scheduled jobs (see gateway/jobs/)."""
+    enabled: bool = True
+    timezone: str = "Europe/Paris"
+    reminders_every_minutes: int = 15   # reminders, and the auto-close of resolved cases
+    escalation_every_minutes: int = 5
+    adv_digest_at: str = "08:00"        # local time of day
+    licence_expiry_at: str = "00:15"    # local time of day
+    holidays: str = "FR"                # public holidays for business days: country[-subdivision]
 
 
 @dataclass(frozen=True)
@@ -109,6 +148,8 @@ class Settings:
     reminders: ReminderSettings = ReminderSettings()
     cases: CaseSettings = CaseSettings()
     sla: SlaSettings = SlaSettings()
+    contacts: ContactSettings = ContactSettings()
+    jobs: JobSettings = JobSettings()
     templates_dir: str = str(PROJECT_DIR / "templates")
     base_dir: str = "."
 
@@ -137,11 +178,30 @@ _SECTIONS: dict[str, type] = {
     "database": DatabaseSettings, "smtp": SmtpSettings, "imap": ImapSettings,
     "outbound": OutboundSettings, "support": SupportSettings,
     "sales_admin": SalesAdminSettings, "reminders": ReminderSettings,
-    "cases": CaseSettings, "sla": SlaSettings,
+    "cases": CaseSettings, "sla": SlaSettings, "contacts": ContactSettings,
+    "jobs": JobSettings,
 }
 
 
+def _check_jobs(key: str, value: Any) -> Any:
+    """A time zone that exists and times of day written HH:MM, or a ConfigError now rather
+    than a scheduler that fails at start."""
+    if key == "timezone":
+        try:
+            zoneinfo.ZoneInfo(str(value))
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+            raise ConfigError(f"[jobs] timezone: unknown time zone {value!r}") from exc
+    if key.endswith("_at"):
+        try:
+            dt.time.fromisoformat(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"[jobs] {key}: expected a time of day such as \"08:00\", got {value!r}") from exc
+    return value
+
+
 def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
+    if section == "jobs" and isinstance(current, str):
+        return _check_jobs(key, value)
     if section == "sla" and key == "first_response_hours":
         try:
             return {int(k): int(v) for k, v in dict(value).items()}

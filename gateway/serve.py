@@ -68,9 +68,15 @@ class Gateway:
         if self.settings.smtp.enabled:
             from gateway.receive import smtp
             self.door = smtp.start(self.settings, self.engine, lambda _id: self.worker.wake.set())
+        if self.settings.jobs.enabled:
+            from gateway.scheduler import Scheduler
+            self.scheduler = Scheduler(self.settings, self.engine)
+            self.scheduler.start()
 
     def stop(self) -> None:
         if self.door is not None:
             self.door.stop()
+        if getattr(self, "scheduler", None) is not None:
+            self.scheduler.stop()
         self.worker.stop()
         self.sender.stop()

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway.jobs import record as jobs_record
 from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, HELD, PENDING, Attachment, Case,
                             CaseEvent, Client, Contact, Delivery, InboundMessage, OutboundMessage)
 
@@ -44,7 +45,7 @@ def case_detail(session: Session, number: int) -> dict[str, Any] | None:
     }
 
 
-def inbound_list(session: Session, held: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+def inbound_list(session: Session, held: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
     query = select(InboundMessage.id, InboundMessage.received_at, InboundMessage.message_id,
                    InboundMessage.sender, InboundMessage.subject, InboundMessage.outcome,
                    InboundMessage.case_id, InboundMessage.reasons).order_by(InboundMessage.id.desc())
@@ -56,7 +57,7 @@ def inbound_list(session: Session, held: bool = False, limit: int = 200) -> list
              "reasons": r.reasons} for r in reversed(rows)]
 
 
-def outbox_list(session: Session, failed: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+def outbox_list(session: Session, failed: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
     query = (select(Delivery.id, Delivery.recipient, Delivery.status, Delivery.attempts,
                     Delivery.next_attempt_at, Delivery.last_error, OutboundMessage.kind,
                     OutboundMessage.subject, OutboundMessage.case_id)
@@ -88,4 +89,5 @@ def status(session: Session) -> dict[str, Any]:
         "open_cases": count(Case, Case.status != "clos"),
         "last_held": [{"id": i, "reasons": r} for i, r in last_errors],
         "last_delivery_errors": [{"id": i, "recipient": a, "error": e} for i, a, e in last_failures],
+        "jobs": jobs_record.report(session),
     }

@@ -299,9 +299,18 @@ def test_store_all_reports_what_it_could_not_store_and_goes_on(engine, caplog) -
             yield "second", message()
         yield "third", message()
 
-    stored, failed = pipe.store_all(engine, batch())
+    stored, failed = pipe.store_all(engine, batch(), batch_size=1)
     assert failed == ["second"]
     assert len(stored) == 2
     assert "could not store second" in caplog.text
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+
+
+def test_store_all_in_batches_names_every_message_it_could_not_store(engine, caplog) -> None:
+    sources = [(f"m{i}", message()) for i in range(3)]
+    with table_away(engine):
+        stored, failed = pipe.store_all(engine, iter(sources), batch_size=2)
+    assert stored == [] and failed == ["m0", "m1", "m2"]
+    stored, failed = pipe.store_all(engine, iter(sources), batch_size=2)
+    assert len(stored) == 3 and failed == []

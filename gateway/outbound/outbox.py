@@ -68,6 +68,8 @@ class Outbox:
         cc = [r for r in cc if r.address not in {t.address for t in to}]
         if not to and not cc:
             return []
+        if not to:  # the main contact wrote: the distribution list is addressed directly
+            to, cc = cc, []
         ctx = dict(context or {}, case=case, settings=self.settings,
                    case_subject=self._case_subject(case) if case else "")
         groups: dict[str, list[Recipient]] = {}

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, or_, select, update
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Delivery
+from gateway.outbound.compose import clean_header
 from gateway.outbound.token import reply_address
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,13 @@ def build(delivery: Delivery, settings: Settings) -> EmailMessage:
     out = delivery.message
     support = settings.support
     msg = EmailMessage()
-    msg["From"] = formataddr((support.name, support.address))
+    msg["From"] = _address(support.name, support.address)
     if out.to_header:
-        msg["To"] = ", ".join(formataddr((n, a)) for n, a in out.to_header)
+        msg["To"] = ", ".join(_address(n, a) for n, a in out.to_header)
     if out.cc_header:
-        msg["Cc"] = ", ".join(formataddr((n, a)) for n, a in out.cc_header)
+        msg["Cc"] = ", ".join(_address(n, a) for n, a in out.cc_header)
     reply_to = reply_address(support.address, delivery.token) if delivery.token else support.address
-    msg["Reply-To"] = formataddr((support.name, reply_to))
+    msg["Reply-To"] = _address(support.name, reply_to)
     msg["Subject"] = out.subject
     msg["Date"] = format_datetime(out.created_at.replace(tzinfo=dt.UTC))
     msg["Message-ID"] = out.message_id
@@ -56,22 +57,31 @@ def build(delivery: Delivery, settings: Settings) -> EmailMessage:
     return msg
 
 
+def _address(name: str, address: str) -> str:
+    # Names come from reference data and configuration, written by people: a line break in
+    # one must neither add a header nor make the message impossible to build.
+    return formataddr((clean_header(name or ""), address))
+
+
 def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> list[int]:
     """Lock up to `limit` due deliveries for this process; two senders never share one."""
+    # One statement that reads and locks: on SQLite a read followed by a write fails when
+    # another sender wrote in between; on PostgreSQL SKIP LOCKED keeps two senders apart.
+    due = (select(Delivery.id).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
+                                     or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
+           .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))
     with session_scope(engine) as session:
-        ids = list(session.scalars(
-            select(Delivery.id).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
-                                      or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
-            .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)))
-        if ids:
-            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(locked_until=now + LOCK))
-        return ids
+        return sorted(session.scalars(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
+                                      .values(locked_until=now + LOCK).returning(Delivery.id)))
 
 
 def _transmit(msg: EmailMessage, recipient: str, settings: Settings) -> None:
     out = settings.outbound
     if out.transport == "maildir":
-        box = mailbox.Maildir(settings.path(out.maildir), create=True)
+        folder = settings.path(out.maildir)
+        # Maildir(create=True) makes the last folder only: "var/sent" needs "var" first.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        box = mailbox.Maildir(folder, create=True)
         try:
             box.add(msg.as_bytes())
         finally:
@@ -100,21 +110,29 @@ def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datet
     with session_scope(engine) as session:
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        msg = build(delivery, settings)
         recipient = delivery.recipient
+        try:
+            msg: EmailMessage | None = build(delivery, settings)
+        except (ValueError, TypeError, LookupError) as exc:
+            # A message that cannot be built never will be: set it aside, keep the batch going.
+            log.exception("delivery %s cannot be built", delivery_id)
+            msg, build_error = None, f"cannot build the message: {type(exc).__name__}: {exc}"
     error: str | None = None
     permanent = False
     try:
+        if msg is None:
+            raise PermanentFailure(build_error)
         _transmit(msg, recipient, settings)
     except PermanentFailure as exc:
         error, permanent = str(exc), True
     except (OSError, smtplib.SMTPException) as exc:
         error = f"{type(exc).__name__}: {exc}"
     with session_scope(engine) as session:
+        # A write first, for the same reason as in `claim`.
+        session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                        .values(attempts=Delivery.attempts + 1, locked_until=None))
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        delivery.attempts += 1
-        delivery.locked_until = None
         if error is None:
             delivery.status, delivery.sent_at, delivery.last_error = DELIVERY_SENT, now, None
         else:

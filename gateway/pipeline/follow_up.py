@@ -12,6 +12,7 @@ from gateway.models import (APPENDED, CLOSED, IN_PROGRESS, NEW, RESOLVED, WAITIN
 from gateway.pipeline import priority
 from gateway.pipeline.route import active_agents
 from gateway.pipeline.attachments import store_attachments
+from gateway.pipeline.distribution import change_distribution
 from gateway.pipeline.licence import refuse_inactive
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
 
@@ -23,6 +24,8 @@ def follow_up(work: Work, case: Case) -> Outcome:
     flags = work.request.flags
     if flags & {"close", "closed"}:
         return close(work, case)
+    if "distribution" in work.request.fields:
+        return change_distribution(work, case)
     if not case.licence.active:
         kind = "priority" if "priority" in flags else "info" if "info" in flags else "message"
         return refuse_inactive(work, case.licence, kind, case)

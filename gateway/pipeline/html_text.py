@@ -14,13 +14,19 @@ import html2text
 
 # Markup that carries no readable text: Outlook puts kilobytes of CSS in <style>,
 # conditional comments (<!--[if gte mso 9]><xml>...<![endif]-->) and VML in
-# comments, and the <head> holds only the title and meta tags.
+# comments, and the <head> holds only the title and meta tags. Unclosed, a
+# comment, style or script runs to the end (as in a browser); a head ends at
+# <body> at the latest, so that a missing </head> cannot hide the message.
 _INVISIBLE = re.compile(
-    r"<!--.*?(?:-->|\Z)|<(style|script|head|title)\b[^>]*>.*?(?:</\1\s*>|\Z)|<!\[[^\]>]*\]>",
+    r"<!--.*?(?:-->|\Z)|<(style|script|title)\b[^>]*>.*?(?:</\1\s*>|\Z)"
+    r"|<head\b[^>]*>.*?(?:</head\s*>|(?=<body\b))|<!\[[^\]>]*\]>",
     re.IGNORECASE | re.DOTALL,
 )
-# Outlook's <o:p> paragraphs only hold &nbsp; spacers.
-_OFFICE_TAGS = re.compile(r"</?o:p\s*>", re.IGNORECASE)
+# html2text writes nothing between <head>, <style> or <script> and their end tag,
+# and counts: a stray end tag or an unclosed <head> would silence the rest of the
+# message. Those left after the clean-up above go, with Outlook's <o:p> tags
+# (paragraphs that only hold &nbsp; spacers).
+_SILENCING_TAGS = re.compile(r"</?(?:head|style|script|o:p)\b[^>]*>", re.IGNORECASE)
 # html2text glues adjacent table cells together when tables are ignored.
 _CELL_END = re.compile(r"</t[dh]\s*>", re.IGNORECASE)
 # A link whose visible text is not its address: the address is worth keeping, but
@@ -49,7 +55,7 @@ def html_to_text(markup: str) -> str:
     one blank line in a row. Returns "" for markup without text.
     """
     markup = _INVISIBLE.sub("", markup)
-    markup = _OFFICE_TAGS.sub("", markup)
+    markup = _SILENCING_TAGS.sub("", markup)
     markup = _CELL_END.sub(lambda m: " " + m.group(0), markup)
     markup = _LINK.sub(_spell_out_link, markup)
     try:

@@ -17,6 +17,7 @@ from gateway.models import (CREATED, NEW, Case, CaseEvent, Client, Contact, Dist
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline import priority
 from gateway.pipeline.attachments import store_attachments
+from gateway.pipeline.grammar import split_addresses
 from gateway.pipeline.licence import refuse_inactive
 from gateway.pipeline.route import active_agents
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
@@ -104,7 +105,9 @@ def _distribution_from_cc(work: Work, case: Case, client: Client,
     support_local, _, support_domain = support.partition("@")
     not_added: list[str] = []
     added: dict[int, Contact] = {}
-    for address in work.parsed.cc:
+    # Cc addresses, and those a [DIFFUSION +a@x.fr] tag adds, join the distribution list.
+    extra = [a for sign, a in split_addresses(work.request.fields.get("distribution", "")) if sign == "+"]
+    for address in dict.fromkeys(list(work.parsed.cc) + extra):
         local, _, domain = address.partition("@")
         if address == main.email or (domain == support_domain and local.split("+")[0] == support_local):
             continue

@@ -17,7 +17,9 @@ from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
 from gateway.outbound.outbox import Outbox
-from gateway.pipeline import route, safety
+from gateway.pipeline import registration, route, safety
+from gateway.pipeline.contacts import manage_contact
+from gateway.pipeline.follow import follow
 from gateway.pipeline.agent import agent_message
 from gateway.pipeline.follow_up import follow_up
 from gateway.pipeline.grammar import parse_request
@@ -26,10 +28,6 @@ from gateway.pipeline.parse import ParsedMail, parse
 from gateway.pipeline.work import Outcome, Problem, Work
 
 log = logging.getLogger(__name__)
-
-# Commands that belong to customer self-service, answered as not available for now.
-SELF_SERVICE = ("follow", "register", "contact")
-
 
 def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed: ParsedMail,
            now: dt.datetime) -> Outcome:
@@ -51,16 +49,24 @@ def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
                     author=sender.address)
     work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
+    pending = registration.pending_registration(work)
+    # "[INSCRIPTION 123456]" or a reply to the code mail confirms; a bare "[INSCRIPTION]"
+    # asks again (a new code).
+    if pending is not None and ("register" not in request.flags or request.command_values.get("register")):
+        return registration.confirm(work, pending)
+    if "register" in request.flags:
+        return registration.register(work)
     case = route.find_case(session, settings, parsed, request, inbound, sender)
     if sender.agent is not None:
         return agent_message(work, case)
+    if "follow" in request.flags:
+        return follow(work, case)
+    if "contact" in request.flags:
+        return manage_contact(work)
     if case is not None:
         return follow_up(work, case)
     if request.case_number is not None:
         return work.refuse([Problem("case_not_found", {"number": request.case_number})])
-    command = next((c for c in SELF_SERVICE if c in request.flags), None)
-    if command is not None:
-        return work.refuse([Problem("not_available", {"command": command})])
     command = next((c for c in ("close", "closed", "info") if c in request.flags), None)
     if command is not None:
         return work.refuse([Problem("needs_case", {"command": command})])

@@ -55,7 +55,7 @@ def _message_files(folder: Path) -> Iterator[Path]:
 
 
 def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
-              door: str = "pipe") -> tuple[list[int], list[str]]:
+              door: str = "pipe", batch_size: int = BATCH) -> tuple[list[int], list[str]]:
     """Store each message; return the stored ids and the labels that could not be stored.
 
     A message that fails is logged and skipped, never raised, so one bad moment does not
@@ -79,7 +79,7 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
 
     for item in sources:
         batch.append(item)
-        if len(batch) >= BATCH:
+        if len(batch) >= batch_size:
             flush()
     if batch:
         flush()

@@ -1,0 +1,127 @@
+"""Reminders: a case waiting for the customer (attente_client) is reminded after
+`reminders.first_after_days`, then every `reminders.interval_days` up to `reminders.max`
+times; `reminders.autoclose_after_days` after the last one it is closed with a notice.
+
+The wait starts at the agent's latest answer on the case (or when it was set waiting). A
+customer's message ends the wait (the pipeline puts the case back to en_cours); an agent's
+new answer starts a new one, from reminder 1. An auto-reply (out-of-office) is ignored by
+the pipeline, so it neither resets nor pauses the wait. Each delay counts from the step
+before it really happened, so a gateway that was down sends one reminder when it comes
+back, not all of them at once. Never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.jobs.common import Item, Job, add_event, later, local, lock_case, post
+from gateway.models import CLOSED, WAITING, Case, CaseEvent, Reminder
+from gateway.pipeline.work import case_recipients
+
+
+@dataclass(frozen=True)
+class Wait:
+    since: dt.datetime                  # the start of the wait: the reminders' period
+    sent: tuple[dt.datetime, ...]       # when reminders 1, 2 ... of this wait were sent
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str                         # "reminder" or "close"
+    number: int                         # the reminder's number; for "close", how many were sent
+    due: dt.datetime
+
+
+def next_step(settings: Settings, wait: Wait) -> Step | None:
+    """What comes next for a wait, and when; None when nothing ever will (no auto-close)."""
+    r = settings.reminders
+    sent = len(wait.sent)
+    last = wait.sent[-1] if wait.sent else wait.since
+    if sent < r.max:
+        days = r.interval_days if sent else r.first_after_days
+        return Step("reminder", sent + 1, later(settings, last, days))
+    if r.autoclose_after_days <= 0:
+        return None
+    return Step("close", sent, later(settings, last, r.autoclose_after_days))
+
+
+def waits(session: Session, *where: Any) -> dict[int, Wait]:
+    """The waiting cases (those matching `where`) and their waits."""
+    rows = session.execute(
+        select(Case.id, Case.waiting_since, Case.updated_at, func.max(CaseEvent.at))
+        .outerjoin(CaseEvent, (CaseEvent.case_id == Case.id) & (CaseEvent.kind == "agent_message"))
+        .where(Case.status == WAITING, *where).group_by(Case.id, Case.waiting_since, Case.updated_at)
+        .order_by(Case.id)).all()
+    since = {i: max((t for t in (waiting, answered) if t is not None), default=updated)
+             for i, waiting, updated, answered in rows}
+    sent: dict[int, list[dt.datetime]] = {i: [] for i in since}
+    if since:
+        for case_id, period, at in session.execute(
+                select(Reminder.case_id, Reminder.period, Reminder.at).join(Case, Reminder.case_id == Case.id)
+                .where(Case.status == WAITING, *where).order_by(Reminder.case_id, Reminder.number)):
+            if period == since[case_id]:
+                sent[case_id].append(at)
+    return {i: Wait(since[i], tuple(sent[i])) for i in since}
+
+
+def find(settings: Settings, session: Session, now: dt.datetime) -> list[Item]:
+    due = ((i, next_step(settings, w)) for i, w in waits(session).items())
+    return [Item(i, step.action) for i, step in due if step is not None and step.due <= now]
+
+
+def act(settings: Settings, session: Session, now: dt.datetime, case_id: int) -> str | None:
+    """Send the reminder that is due on one case, or close it; None if nothing is due."""
+    case = lock_case(session, case_id)
+    wait = waits(session, Case.id == case_id).get(case_id)
+    step = next_step(settings, wait) if wait is not None else None
+    if case is None or wait is None or step is None or step.due > now:
+        return None
+    if step.action == "reminder":
+        return _remind(settings, session, now, case, wait, step.number)
+    return _close(settings, session, now, case, wait)
+
+
+def _remind(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait,
+            number: int) -> str:
+    # The unique (case, period, number) row is written first: a second gateway fails here.
+    session.add(Reminder(case_id=case.id, period=wait.since, number=number, at=now))
+    session.flush()
+    total = settings.reminders.max
+    add_event(session, settings, now, case, "reminder", f"reminder {number}/{total} sent")
+    question = session.scalar(select(CaseEvent.text).where(
+        CaseEvent.case_id == case.id, CaseEvent.kind == "agent_message")
+        .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()).limit(1))
+    to, cc = case_recipients(case)
+    post(session, settings, now, "reminder", to, cc, case=case, context={
+        "number": number, "total": total, "question": question or "",
+        "asked_on": local(settings, wait.since).date(), "closes_on": _closes_on(settings, now, number)})
+    return "reminder"
+
+
+def _closes_on(settings: Settings, now: dt.datetime, number: int) -> dt.date | None:
+    """The day the case will close if nobody answers, counting from this reminder."""
+    r = settings.reminders
+    if r.autoclose_after_days <= 0:
+        return None
+    at = now
+    for _ in range(r.max - number):
+        at = later(settings, at, r.interval_days)
+    return local(settings, later(settings, at, r.autoclose_after_days)).date()
+
+
+def _close(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait) -> str:
+    case.status, case.closed_at, case.updated_at, case.waiting_since = CLOSED, now, now, None
+    add_event(session, settings, now, case, "closed",
+              f"closed automatically: no answer after {len(wait.sent)} reminder(s)")
+    to, cc = case_recipients(case)
+    post(session, settings, now, "autoclose_notice", to, cc, case=case, context={
+        "reminders": len(wait.sent), "asked_on": local(settings, wait.since).date()})
+    return "closed"
+
+
+JOB = Job("reminders", find, act)

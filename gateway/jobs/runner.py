@@ -1,0 +1,91 @@
+"""Run a job: find what is due, then act on each thing in its own short transaction.
+
+This is the one place where a job's unexpected exception is caught: the thing it was
+doing is left for the next run, the others go on, and the run is recorded as failed with
+its errors (`gateway status`). A unique-key violation means another gateway did that
+thing at the same moment: it is skipped. The caller passes the clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.db import session_scope
+from gateway.jobs import NAMES, autoclose, digest, escalation, expiry, record, reminders
+from gateway.jobs.common import Job
+
+log = logging.getLogger(__name__)
+
+JOBS: dict[str, Job] = {job.name: job for job in (
+    expiry.JOB, escalation.JOB, reminders.JOB, autoclose.JOB, digest.JOB)}
+assert tuple(JOBS) == NAMES
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one run of a job did: counts by action, and the errors it left for later."""
+    name: str
+    now: dt.datetime
+    did: dict[str, int]
+    errors: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        done = ", ".join(f"{action}: {n}" for action, n in sorted(self.did.items())) or "nothing due"
+        return f"{self.name}: {done}" + (f"; {len(self.errors)} error(s): {self.errors[0]}" if self.errors else "")
+
+
+def run(name: str, settings: Settings, engine: Engine, now: dt.datetime,
+        stopping: Callable[[], bool] = lambda: False) -> Run:
+    """Run the job `name` once with the clock `now` (naive UTC). When `stopping()` turns
+    true (the gateway stops), what is left is left for the next run."""
+    job = JOBS[name]
+    record.save(engine, name, last_run=record.iso(now), outcome="running")
+    did: Counter[str] = Counter()
+    errors: list[str] = []
+    try:
+        with session_scope(engine) as session:
+            items = job.find(settings, session, now)
+    except Exception as exc:  # noqa: BLE001 - the database may be away: the next run retries
+        log.exception("job %s could not look for work", name)
+        items, errors = [], [f"find: {type(exc).__name__}: {exc}"[:500]]
+    stopped = False
+    for item in items:
+        if stopping():
+            stopped = True
+            break
+        try:
+            with session_scope(engine) as session:
+                done = job.act(settings, session, now, item.key)
+        except IntegrityError as exc:
+            # Another gateway did it at the same moment (logged: a bug would show here too).
+            log.info("job %s: %s %s done elsewhere (%s)", name, item.action, item.key, str(exc.orig)[:200])
+            done = None
+        except Exception as exc:  # noqa: BLE001 - left for the next run, visible in `status`
+            log.exception("job %s failed on %s %s", name, item.action, item.key)
+            errors.append(f"{item.action} {item.key}: {type(exc).__name__}: {exc}"[:500])
+            continue
+        did[done or "skipped"] += 1
+    result = Run(name, now, dict(did), tuple(errors))
+    outcome = "failed" if errors else "stopped" if stopped else "ok"
+    fields = {"outcome": outcome, "did": result.did, "errors": list(errors[:5])}
+    if outcome == "ok":
+        fields["last_ok"] = record.iso(now)
+    record.save(engine, name, **fields)
+    return result
+
+
+def run_all(settings: Settings, engine: Engine, now: dt.datetime) -> list[Run]:
+    return [run(name, settings, engine, now) for name in NAMES]
+
+
+def forecast(name: str, settings: Settings, session: Session, at: dt.datetime) -> dict[str, int]:
+    """What the job would do if it ran at `at`, as counts by action (reads only)."""
+    return dict(Counter(item.action for item in JOBS[name].find(settings, session, at)))

@@ -1,0 +1,71 @@
+"""`[DIFFUSION +a@x.fr -b@y.fr]` on a case: change its distribution list.
+
+Only active contacts of the case's client can be added; the main contact cannot be
+removed. Each change is a `distribution_change` event; the main contact (and the author,
+when someone else) gets a confirmation listing what was done and what was refused, and
+why. Never commits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from gateway.models import APPENDED, CONTACT_ACTIVE, Case, Contact, DistributionEntry
+from gateway.pipeline.grammar import split_addresses
+from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
+from gateway.refdata import normalise_email
+
+
+@dataclass(frozen=True)
+class Change:
+    sign: str      # "+" or "-"
+    address: str
+    done: bool
+    reason: str    # added, removed, already, not_listed, not_a_contact, main_contact, invalid
+
+
+def change_distribution(work: Work, case: Case) -> Outcome:
+    value = work.request.fields.get("distribution", "")
+    items = split_addresses(value)
+    if not items:
+        return work.refuse([Problem("distribution_empty")], case=case)
+    entries = {e.contact.email: e for e in case.distribution}
+    changes = [_apply(work, case, entries, sign, raw) for sign, raw in items]
+    done = [c for c in changes if c.done]
+    if done:
+        text = ", ".join(f"{c.sign}{c.address}" for c in done)
+        work.event(case, "distribution_change", text)
+        case.updated_at = work.now
+    work.session.flush()
+    work.session.refresh(case, ["distribution"])
+    to = [contact_recipient(case.main_contact)]
+    cc = [work.sender_recipient()] if work.sender.address != case.main_contact.email else []
+    work.outbox.post("distribution_changed", to, cc, case=case,  # type: ignore[arg-type]
+                     context={"changes": changes, "author": work.sender}, include_author=True)
+    reasons = tuple(f"{c.sign}{c.address}: {c.reason}" for c in changes)
+    return Outcome(APPENDED, reasons, case.id)
+
+
+def _apply(work: Work, case: Case, entries: dict[str, DistributionEntry], sign: str, raw: str) -> Change:
+    address = normalise_email(raw)
+    if address is None:
+        return Change(sign, raw, False, "invalid")
+    if sign == "-":
+        if address == case.main_contact.email:
+            return Change(sign, address, False, "main_contact")
+        entry = entries.pop(address, None)
+        if entry is None:
+            return Change(sign, address, False, "not_listed")
+        work.session.delete(entry)
+        return Change(sign, address, True, "removed")
+    if address in entries or address == case.main_contact.email:
+        return Change(sign, address, False, "already")
+    contact = work.session.scalar(select(Contact).where(
+        Contact.client_id == case.client_id, Contact.email == address, Contact.status == CONTACT_ACTIVE))
+    if contact is None:
+        return Change(sign, address, False, "not_a_contact")
+    entry = DistributionEntry(case_id=case.id, contact_id=contact.id, contact=contact)
+    work.session.add(entry)
+    entries[address] = entry
+    return Change(sign, address, True, "added")

@@ -1,0 +1,103 @@
+"""`[INSCRIPTION]`: an unknown address asks to become a contact of a client.
+
+Whatever happens, the sender first gets the same neutral answer, so nobody can probe
+which client codes or serials exist. When the serial is an active licence of that client,
+the address becomes a *pending* contact and a second mail carries a confirmation code;
+replying with the code activates the contact and tells the client's other contacts.
+Requests are rate-limited per sender and per client. Never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import func, select
+
+from gateway.models import (APPENDED, CONTACT_ACTIVE, CONTACT_PENDING, REFUSED, Client, Contact,
+                            Licence, Registration, RegistrationRequest)
+from gateway.outbound.outbox import Recipient
+from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
+
+_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def register(work: Work) -> Outcome:
+    """Record the request, answer neutrally, and send a code when everything matches."""
+    settings, session, now = work.settings.contacts, work.session, work.now
+    address = work.sender.address or ""
+    code = (work.request.fields.get("client") or "").strip()
+    serial = (work.request.fields.get("serial") or "").strip()
+    day_ago = now - dt.timedelta(days=1)
+    by_sender = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
+        RegistrationRequest.email == address, RegistrationRequest.at >= day_ago)) or 0
+    by_client = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
+        RegistrationRequest.client_code == code, RegistrationRequest.at >= day_ago)) or 0
+    session.add(RegistrationRequest(email=address, client_code=code[:64], at=now))
+    me = Recipient(address, work.sender.name, work.sender.language)
+    if by_sender >= settings.registrations_per_sender_per_day:
+        return Outcome(REFUSED, ("registration: too many requests from this sender today; no answer",))
+    work.outbox.post("registration_received", [me], context={"client_code": code, "serial": serial},
+                     include_author=True)
+    outcome = Outcome(APPENDED, ("registration: neutral answer sent",))
+    if by_client >= settings.registrations_per_client_per_day:
+        return Outcome(REFUSED, outcome.reasons + ("too many requests for this client today",))
+    if work.sender.contacts or work.sender.agent is not None:
+        return Outcome(REFUSED, outcome.reasons + ("already a contact or an agent",))
+    client = session.scalar(select(Client).where(Client.code == code)) if code else None
+    licence = session.scalar(select(Licence).where(Licence.serial == serial)) if serial else None
+    if client is None or licence is None or licence.client_id != client.id or not licence.active:
+        return Outcome(REFUSED, outcome.reasons + ("client code and serial do not match an active licence",))
+    contact = session.scalar(select(Contact).where(Contact.client_id == client.id, Contact.email == address))
+    if contact is None:
+        contact = Contact(client_id=client.id, email=address, name=work.sender.name[:255],
+                          status=CONTACT_PENDING, language=None)
+        session.add(contact)
+        session.flush()
+    secret_code = f"{secrets.randbelow(10**6):06d}"
+    session.add(Registration(client_id=client.id, contact_id=contact.id, email=address,
+                             code_hash=_hash(secret_code), created_at=now,
+                             expires_at=now + dt.timedelta(hours=settings.registration_code_hours)))
+    work.outbox.post("registration_code", [me], context={
+        "code": secret_code, "client": client, "hours": settings.registration_code_hours},
+        include_author=True)
+    return Outcome(APPENDED, outcome.reasons + (f"registration code sent for client {client.code}",))
+
+
+def pending_registration(work: Work) -> Registration | None:
+    """The newest unexpired, unconfirmed registration of the sender, if any."""
+    if work.sender.contacts or not work.sender.address:
+        return None
+    return work.session.scalar(
+        select(Registration).where(Registration.email == work.sender.address,
+                                   Registration.confirmed_at.is_(None),
+                                   Registration.expires_at >= work.now)
+        .order_by(Registration.id.desc()).limit(1))
+
+
+def confirm(work: Work, registration: Registration) -> Outcome:
+    """Activate the pending contact when the message carries its code."""
+    text = f"{work.parsed.subject}\n{work.parsed.new_text}"
+    codes = _CODE.findall(text)
+    if not any(hmac.compare_digest(_hash(c), registration.code_hash) for c in codes):
+        return work.refuse([Problem("registration_bad_code")])
+    contact = work.session.get(Contact, registration.contact_id)
+    assert contact is not None
+    contact.status = CONTACT_ACTIVE
+    registration.confirmed_at = work.now
+    client = work.session.get(Client, registration.client_id)
+    work.outbox.post("registration_done", [contact_recipient(contact)], context={"client": client},
+                     include_author=True)
+    others = list(work.session.scalars(select(Contact).where(
+        Contact.client_id == client.id, Contact.status == CONTACT_ACTIVE,  # type: ignore[union-attr]
+        Contact.id != contact.id).order_by(Contact.id)))
+    if others:
+        work.outbox.post("contact_joined", [contact_recipient(c) for c in others],
+                         context={"contact": contact, "client": client, "how": "registration"})
+    return Outcome(APPENDED, (f"contact {contact.email} activated for client {client.code}",))  # type: ignore[union-attr]
