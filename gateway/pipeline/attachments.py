@@ -4,18 +4,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from gateway.models import Attachment, Case, CaseEvent
+from gateway.models import Attachment, Case
 from gateway.pipeline.parse import Attachment as ParsedAttachment
 
 
-def store_attachments(session: Session, case: Case, event: CaseEvent,
+def store_attachments(session: Session, case: Case, event_id: int,
                       attachments: Iterable[ParsedAttachment]) -> int:
-    count = 0
-    for att in attachments:
-        session.add(Attachment(case_id=case.id, event_id=event.id, filename=att.filename[:255],
-                               content_type=att.content_type[:255], size=len(att.data),
-                               sha256=hashlib.sha256(att.data).hexdigest(), data=att.data))
-        count += 1
-    return count
+    rows = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
+                 content_type=att.content_type[:255], size=len(att.data),
+                 sha256=hashlib.sha256(att.data).hexdigest(), data=att.data) for att in attachments]
+    if rows:
+        session.execute(insert(Attachment), rows)
+    return len(rows)

@@ -12,7 +12,7 @@ import unicodedata
 
 from sqlalchemy import select
 
-from gateway.models import (CREATED, NEW, Case, CaseEvent, Client, Contact, DistributionEntry,
+from gateway.models import (CREATED, NEW, Case, Client, Contact, DistributionEntry,
                             Licence, CONTACT_ACTIVE)
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline import priority
@@ -49,8 +49,9 @@ def open_case(work: Work) -> Outcome:
         return work.refuse(problems)
     session, request = work.session, work.request
     code, serial = request.fields["client"].strip(), request.fields["serial"].strip()
-    client = session.scalar(select(Client).where(Client.code == code))
-    contact = work.sender.contact_of(client.id) if client else None
+    # The sender's contacts come with their client: no look-up of the code itself.
+    contact = next((c for c in work.sender.contacts if c.client.code == code), None)
+    client = contact.client if contact is not None else None
     if client is None or contact is None:
         # The same answer whether the code exists or not: nothing to probe.
         return work.refuse([Problem("not_a_contact", {"client": code})])
@@ -77,11 +78,8 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
                 opened_at=now, updated_at=now, last_customer_at=now)
     session.add(case)
     session.flush()
-    event = CaseEvent(case_id=case.id, kind="opened", author=contact.email, at=now,
-                      text=request.details, inbound_id=work.inbound.id)
-    session.add(event)
-    session.flush()
-    store_attachments(session, case, event, work.parsed.attachments)
+    event_id = work.event(case, "opened", request.details)
+    store_attachments(session, case, event_id, work.parsed.attachments)
     distribution, not_added = _distribution_from_cc(work, case, client, contact)
     wanted = "priority" in request.flags
     granted = priority.request(work, case, client) if wanted else None

@@ -6,7 +6,7 @@ Never sends mail; never commits. A case found here is only a candidate: the rule
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from gateway.config import Settings
 from gateway.models import CONTACT_ACTIVE, Agent, Case, Contact, InboundMessage, OutboundMessage
@@ -24,7 +24,7 @@ def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender
     if address is None or dmarc_failed(parsed, settings):
         return Sender(address, parsed.from_name, None, (), default)
     agent = next((a for a in active_agents(session) if a.email == address), None)
-    contacts = tuple(session.scalars(select(Contact).where(
+    contacts = tuple(session.scalars(select(Contact).options(joinedload(Contact.client)).where(
         Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
     language = default
     if agent is None and contacts:

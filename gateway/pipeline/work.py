@@ -5,6 +5,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
@@ -55,13 +56,12 @@ class Work:
     sender: Sender
     outbox: Outbox
 
-    def event(self, case: Case, kind: str, text: str, internal: bool = False) -> CaseEvent:
-        """Add an event by the sender to the case's timeline."""
-        event = CaseEvent(case_id=case.id, kind=kind, author=self.sender.address or "", at=self.now,
-                          text=text, internal=internal, inbound_id=self.inbound.id)
-        self.session.add(event)
-        self.session.flush()
-        return event
+    def event(self, case: Case, kind: str, text: str, internal: bool = False) -> int:
+        """Add an event by the sender to the case's timeline; its id. (A Core insert: the
+        timeline is append-only and this is the hot path of every message.)"""
+        return self.session.execute(insert(CaseEvent).values(
+            case_id=case.id, kind=kind, author=self.sender.address or "", at=self.now, text=text,
+            internal=internal, inbound_id=self.inbound.id).returning(CaseEvent.id)).scalar_one()
 
     def sender_recipient(self) -> Recipient | None:
         if not self.sender.address:
