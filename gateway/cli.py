@@ -141,7 +141,7 @@ def ingest(app: App, paths: tuple[str, ...]) -> None:
 @main.command()
 @pass_app
 def serve(app: App) -> None:
-    """Run the SMTP/LMTP door, the pipeline, the outbox sender until stopped."""
+    """Run the doors, the pipeline, the outbox sender and the scheduler until stopped."""
     from gateway.serve import Gateway
     gateway = Gateway(app.settings, app.engine)
     stop = threading.Event()
@@ -327,9 +327,13 @@ def jobs_list(app: App, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Queue depths, held messages, failing deliveries, last errors."""
+    """Queue depths, held messages, failing deliveries, last errors, jobs, the IMAP door."""
     with session_scope(app.engine) as session:
-        _print(views.status(session), as_json)
+        data = views.status(session)
+        if app.settings.imap.enabled:
+            from gateway.receive import imap
+            data["imap"] = imap.status(session)
+        _print(data, as_json)
 
 
 cli_refdata.register(main, pass_app, _print)

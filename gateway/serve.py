@@ -1,4 +1,5 @@
-"""`gateway serve`: the SMTP/LMTP door, the pipeline worker and the outbox sender in one process.
+"""`gateway serve`: the SMTP/LMTP and IMAP doors, the pipeline worker, the outbox sender and
+the scheduler in one process.
 
 The door only stores; it wakes the worker, which runs the pipeline on pending messages
 (also those left by a crash or by `gateway ingest`), and the sender drains the outbox.
@@ -61,6 +62,8 @@ class Gateway:
         self.sender = Loop("outbox", lambda: send.drain(engine, settings), settings.outbound.poll_seconds)
         self.worker = Loop("pipeline", lambda: process_pending(engine, settings, self.sender.wake.set), 5.0)
         self.door = None
+        self.imap_door = None
+        self.scheduler = None
 
     def start(self) -> None:
         self.worker.start()
@@ -68,15 +71,21 @@ class Gateway:
         if self.settings.smtp.enabled:
             from gateway.receive import smtp
             self.door = smtp.start(self.settings, self.engine, lambda _id: self.worker.wake.set())
+        if self.settings.imap.enabled:
+            from gateway.receive import imap
+            self.imap_door = imap.ImapDoor(self.settings, self.engine, lambda _id: self.worker.wake.set())
+            self.imap_door.start()
         if self.settings.jobs.enabled:
             from gateway.scheduler import Scheduler
             self.scheduler = Scheduler(self.settings, self.engine)
             self.scheduler.start()
 
     def stop(self) -> None:
+        if self.imap_door is not None:
+            self.imap_door.stop()
         if self.door is not None:
             self.door.stop()
-        if getattr(self, "scheduler", None) is not None:
+        if self.scheduler is not None:
             self.scheduler.stop()
         self.worker.stop()
         self.sender.stop()

@@ -70,7 +70,6 @@ first_valid_gid = 1
 auth_mechanisms = plain login
 # A refused login is answered at once: the tests count attempts, not seconds.
 auth_failure_delay = 0
-login_trusted_networks = 127.0.0.0/8
 mail_location = maildir:{root}/mail/%u
 {ssl}
 passdb {{

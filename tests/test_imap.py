@@ -244,6 +244,20 @@ def test_a_changed_uidvalidity_resynchronises_without_duplicates(settings, engin
     assert all(flags == {SEEN} for flags in mailbox.messages("Support").values())
 
 
+def test_one_pass_reads_every_folder_and_a_missing_folder_is_a_clear_error(
+        settings, engine, mailbox, make_door) -> None:
+    mailbox.append("INBOX", message("boîte"))
+    mailbox.append("Support", message("dossier"))
+    door = make_door(imap_settings(settings, mailbox, folders=("INBOX", "Support")))
+    assert door.run_once().stored == 2
+    assert [r.source_key.split(":")[3] for r in rows(engine)] == ["INBOX", "Support"]
+
+    with pytest.raises(IMAPClient.Error):
+        make_door(imap_settings(settings, mailbox, folder="Absent")).run_once()
+    status = door_status(engine)
+    assert status["state"] == "server refused" and "Absent" in status["last_error"]
+
+
 def test_two_doors_reading_one_mailbox_store_each_message_once(settings, engine, mailbox, make_door) -> None:
     raws = [message(f"n°{i}") for i in range(12)]
     for raw in raws:
@@ -288,7 +302,7 @@ def test_the_running_door_wakes_on_new_mail_and_the_same_message_twice_opens_one
     door = make_door(door_settings, on_stored=lambda _id: worker.wake.set())
     try:
         door.start()
-        until(lambda: door_status(loaded).get("state") == "connected", what="the first pass")
+        until(lambda: door_status(loaded).get("state") == "idle", what="the door in IDLE")
         opening = mail(CLAIRE, "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE 2] Impression impossible")
         raw = opening.as_bytes(policy=opening.policy.clone(linesep="\r\n"))
         mailbox.append("INBOX", raw)
@@ -313,6 +327,7 @@ def test_the_door_reconnects_with_growing_delays_after_a_server_restart(
     mailbox = server.add_user()
     door = make_door(imap_settings(settings, mailbox))
     door.start()
+    until(lambda: door_status(engine).get("state") == "idle", what="the door in IDLE")
     mailbox.append("INBOX", message("avant"))
     until(lambda: len(rows(engine)) == 1, what="the first message")
 
@@ -321,6 +336,7 @@ def test_the_door_reconnects_with_growing_delays_after_a_server_restart(
     status = door_status(engine)
     assert status["state"] == "connection failed" and status["next_attempt_at"]
     server.start()
+    until(lambda: door_status(engine).get("state") == "idle", what="the door back in IDLE")
     mailbox.append("INBOX", message("après"))
     until(lambda: len(rows(engine)) == 2, what="the message sent after the restart")
     until(lambda: door_status(engine).get("consecutive_failures") == 0, what="the status to recover")
@@ -348,6 +364,7 @@ def test_a_connection_cut_during_fetch_leaves_the_message_for_the_next_pass(
         # The running door: the cut is one failure, the next attempt takes the message.
         relay.cut_after(b"BODY[]")
         door.start()
+        until(lambda: door_status(engine).get("state") == "idle", what="the door in IDLE")
         mailbox.append("INBOX", message("coupé aussi", size=200_000))
         until(lambda: len(rows(engine)) == 2, what="the second message")
         assert relay.cuts == 2
@@ -408,3 +425,22 @@ def test_folders_come_as_a_list_from_the_file_or_a_comma_separated_string_from_t
     file.write_text('[imap]\nfolder = "Support"\n')
     monkeypatch.delenv("GATEWAY_IMAP_FOLDERS")
     assert config.load(file).imap.all_folders == ("Support",)
+
+
+def test_serve_with_the_imap_door_answers_mail_from_the_mailbox(settings, loaded, mailbox, relay) -> None:
+    """The whole gateway as `serve` runs it, reading a mailbox instead of an SMTP door."""
+    from harness import running
+
+    gateway_settings = replace(
+        imap_settings(settings, mailbox, idle_seconds=300, poll_seconds=300),
+        smtp=replace(settings.smtp, enabled=False),
+        outbound=replace(settings.outbound, transport="smtp", host="127.0.0.1",
+                         port=relay.controller.port, poll_seconds=0.2))
+    opening = mail(CLAIRE, "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE 2] Lecture par IMAP")
+    with running(gateway_settings, loaded):
+        until(lambda: door_status(loaded).get("state") == "idle", what="the door in IDLE")
+        mailbox.append("INBOX", opening.as_bytes(policy=opening.policy.clone(linesep="\r\n")))
+        [ack] = relay.wait_for(lambda got: any(r.rcpt == CLAIRE for r in got))[:1]
+        # The door moves the message after storing it, possibly after the answer went out.
+        until(lambda: mailbox.messages("INBOX") == {}, what="the message moved")
+    assert ack.subject == "[Dossier #1] Lecture par IMAP"

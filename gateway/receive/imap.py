@@ -229,7 +229,12 @@ class ImapDoor:
         limit = self.imap.idle_seconds if len(folders) == 1 else min(self.imap.idle_seconds,
                                                                      self.imap.poll_seconds)
         deadline = time.monotonic() + limit
+        # Dovecot (and others) report mail delivered from now on; mail delivered in the
+        # instant between the SELECT above and this IDLE is only seen at the next pass,
+        # idle_seconds later at most.
         client.idle()
+        self.status.state = "idle"
+        self._save()
         while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
             responses = client.idle_check(timeout=left)
             if any(r[1:2] in ((b"EXISTS",), (b"RECENT",)) for r in responses):
