@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 
 from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.models import (CREATED, NEW, Case, Client, Contact, DistributionEntry,
                             Licence, CONTACT_ACTIVE)
@@ -71,9 +72,9 @@ def open_case(work: Work) -> Outcome:
 
 def _create(work: Work, client: Client, contact: Contact, licence: Licence, module: str | None) -> Outcome:
     session, request, now = work.session, work.request, work.now
-    case = Case(client_id=client.id, licence_id=licence.id, module=module,
+    case = Case(client=client, licence=licence, module=module,
                 criticality=request.criticality(), priority=False, title=request.title[:500],
-                status=NEW, main_contact_id=contact.id,
+                status=NEW, main_contact=contact,
                 thread_id=work.parsed.message_id or new_message_id(work.settings),
                 opened_at=now, updated_at=now, last_customer_at=now)
     session.add(case)
@@ -81,9 +82,11 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     event_id = work.event(case, "opened", request.details)
     store_attachments(session, case, event_id, work.parsed.attachments)
     distribution, not_added = _distribution_from_cc(work, case, client, contact)
+    # The new case's list is known: the templates read it without asking the database.
+    set_committed_value(case, "distribution", distribution)
     wanted = "priority" in request.flags
     granted = priority.request(work, case, client) if wanted else None
-    to, cc = [contact_recipient(contact)], [contact_recipient(c) for c in distribution]
+    to, cc = [contact_recipient(contact)], [contact_recipient(e.contact) for e in distribution]
     context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
                "details": request.details, "attachments": work.parsed.attachments,
                "licence": licence, "author": work.sender}
@@ -97,12 +100,12 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
 
 
 def _distribution_from_cc(work: Work, case: Case, client: Client,
-                          main: Contact) -> tuple[list[Contact], list[str]]:
+                          main: Contact) -> tuple[list[DistributionEntry], list[str]]:
     """Add the Cc addresses that are active contacts of the client; list the others."""
     support = work.settings.support.address.lower()
     support_local, _, support_domain = support.partition("@")
     not_added: list[str] = []
-    added: dict[int, Contact] = {}
+    added: dict[int, DistributionEntry] = {}
     # Cc addresses, and those a [DIFFUSION +a@x.fr] tag adds, join the distribution list.
     extra = [a for sign, a in split_addresses(work.request.fields.get("distribution", "")) if sign == "+"]
     for address in dict.fromkeys(list(work.parsed.cc) + extra):
@@ -114,6 +117,6 @@ def _distribution_from_cc(work: Work, case: Case, client: Client,
         if contact is None:
             not_added.append(address)
         elif contact.id not in added:
-            added[contact.id] = contact
-            work.session.add(DistributionEntry(case_id=case.id, contact_id=contact.id))
+            added[contact.id] = DistributionEntry(case_id=case.id, contact_id=contact.id, contact=contact)
+            work.session.add(added[contact.id])
     return list(added.values()), not_added
