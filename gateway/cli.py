@@ -73,7 +73,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Email-driven support-case gateway."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("alembic", "mail.log", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = App(config_path)
     ctx.call_on_close(ctx.obj.close)
 
@@ -151,7 +152,7 @@ def serve(app: App) -> None:
     s = app.settings
     click.echo(f"gateway listening on {s.smtp.host}:{s.smtp.port} ({'LMTP' if s.smtp.lmtp else 'SMTP'})"
                f" for {s.support.address}; outbound via {s.outbound.transport}"
-               + (f" to {s.path(s.outbound.maildir)}" if s.outbound.transport == "maildir" else ""))
+               + (f" to {s.path(s.outbound.maildir).resolve()}" if s.outbound.transport == "maildir" else ""))
     stop.wait()
     gateway.stop()
 

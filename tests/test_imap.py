@@ -13,15 +13,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from dovecot import CutRelay, Dovecot, Mailbox, free_port, missing
-from harness import CLAIRE, mail
+from harness import CLAIRE, mail, table_away
 from imapclient import IMAPClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from gateway import config
 from gateway.config import Settings
@@ -63,18 +62,6 @@ def until(predicate: Callable[[], object], timeout: float = 15, what: str = "") 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         time.sleep(0.02)
-
-
-@contextmanager
-def table_away(engine: Engine) -> Iterator[None]:
-    """The inbound table is missing for a while, so `intake.store` raises, then comes back."""
-    with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE inbound_messages RENAME TO inbound_messages_away"))
-    try:
-        yield
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE inbound_messages_away RENAME TO inbound_messages"))
 
 
 # -- servers and doors ---------------------------------------------------------------------

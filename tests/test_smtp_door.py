@@ -6,12 +6,12 @@ import io
 import smtplib
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from harness import table_away
+from sqlalchemy import Engine, func, select
 
 from gateway.config import Settings
 from gateway.db import session_scope
@@ -40,18 +40,6 @@ def rows(engine: Engine) -> list[InboundMessage]:
 def queued_id(reply: bytes) -> int:
     assert reply.startswith(b"2.0.0 Ok: queued as "), reply
     return int(reply.rsplit(b" ", 1)[1])
-
-
-@contextmanager
-def table_away(engine: Engine) -> Iterator[None]:
-    """The inbound table is missing for a while, so `intake.store` raises, then comes back."""
-    with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE inbound_messages RENAME TO inbound_messages_away"))
-    try:
-        yield
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE inbound_messages_away RENAME TO inbound_messages"))
 
 
 # -- the running door --------------------------------------------------------------------
