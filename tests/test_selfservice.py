@@ -2,6 +2,7 @@
 registration and contacts (PRODUCT.md items 6, 7, 8 and 10), through the real pipeline."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from test_rules import OPEN, case_detail, deliver, open_case, sent_to
 
 from gateway import intake
-from gateway.db import session_scope
+from gateway.db import session_scope, utcnow
 from gateway.models import CONTACT_ACTIVE, CONTACT_PENDING, Case, Contact, Contract, PointsEntry
 from gateway.pipeline import run
 
@@ -225,3 +226,13 @@ def test_registration_confirmed_with_the_code_in_the_subject(loaded, settings) -
     code = re.search(r"\b(\d{6})\b", sent_to(loaded, NEWCOMER)[1][2]).group(1)
     outcome, _, _ = deliver(loaded, settings, mail(NEWCOMER, f"[INSCRIPTION {code}]"))
     assert outcome == "appended" and contact_status(loaded, NEWCOMER) == CONTACT_ACTIVE
+
+
+def test_a_registration_code_expires(loaded, settings) -> None:  # noqa: ANN001
+    now = utcnow()
+    deliver(loaded, settings, mail(NEWCOMER, REGISTER), now=now)
+    code = re.search(r"\b(\d{6})\b", sent_to(loaded, NEWCOMER)[1][2]).group(1)
+    late = now + dt.timedelta(hours=settings.contacts.registration_code_hours, minutes=1)
+    outcome, _, _ = deliver(loaded, settings, mail(NEWCOMER, f"[INSCRIPTION {code}]"), now=late)
+    assert contact_status(loaded, NEWCOMER) == CONTACT_PENDING
+    assert outcome == "refused"
