@@ -14,7 +14,7 @@ from gateway.outbound import token
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.safety import dmarc_failed
-from gateway.pipeline.work import Sender
+from gateway.pipeline.work import Claimed, Sender
 
 
 def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender:
@@ -43,7 +43,7 @@ def active_agents(session: Session) -> list[Agent]:
     return agents
 
 
-def recipient_tokens(parsed: ParsedMail, inbound: InboundMessage, settings: Settings) -> list[str]:
+def recipient_tokens(parsed: ParsedMail, inbound: Claimed, settings: Settings) -> list[str]:
     """Tokens in the addresses the message was delivered to (envelope first, then headers)."""
     seen = []
     for address in list(inbound.envelope_to or []) + list(parsed.to) + list(parsed.cc):
@@ -54,7 +54,7 @@ def recipient_tokens(parsed: ParsedMail, inbound: InboundMessage, settings: Sett
 
 
 def find_case(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
-              inbound: InboundMessage, sender: Sender) -> Case | None:
+              inbound: Claimed, sender: Sender) -> Case | None:
     """The case a message refers to: signed token, then subject tag, then threading headers.
 
     The case row is locked for the rest of the transaction, so that two messages on one
@@ -66,7 +66,7 @@ def find_case(session: Session, settings: Settings, parsed: ParsedMail, request:
 
 
 def _case_number(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
-                 inbound: InboundMessage, sender: Sender) -> int | None:
+                 inbound: Claimed, sender: Sender) -> int | None:
     if sender.address:
         key = token.secret(session, settings)
         for tok in recipient_tokens(parsed, inbound, settings):

@@ -25,11 +25,11 @@ from gateway.pipeline.follow_up import follow_up
 from gateway.pipeline.grammar import parse_request
 from gateway.pipeline.open_case import open_case
 from gateway.pipeline.parse import ParsedMail, parse
-from gateway.pipeline.work import Outcome, Problem, Work
+from gateway.pipeline.work import Claimed, Outcome, Problem, Work
 
 log = logging.getLogger(__name__)
 
-def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed: ParsedMail,
+def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
            now: dt.datetime) -> Outcome:
     """What to do with one message, as a value. Writes the case changes and the outbox in
     the caller's transaction; never commits."""
@@ -73,17 +73,22 @@ def decide(session: Session, settings: Settings, inbound: InboundMessage, parsed
     return open_case(work)
 
 
-def claim(session: Session, inbound_id: int, now: dt.datetime, retry: bool = False) -> bool:
-    """Take the message for this transaction; False when it was already processed.
+def claim(session: Session, inbound_id: int, now: dt.datetime, retry: bool = False) -> Claimed | None:
+    """Take the message for this transaction; None when it was already processed.
 
     The first statement is a write so that two gateways (or `ingest` beside `serve`) never
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
     states = (PENDING, HELD) if retry else (PENDING,)
-    result = session.execute(update(InboundMessage)
-                             .where(InboundMessage.id == inbound_id, InboundMessage.outcome.in_(states))
-                             .values(attempts=InboundMessage.attempts + 1, processed_at=now))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    row = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id, InboundMessage.outcome.in_(states))
+        .values(attempts=InboundMessage.attempts + 1, processed_at=now)
+        .returning(InboundMessage.id, InboundMessage.raw, InboundMessage.envelope_from,
+                   InboundMessage.envelope_to, InboundMessage.duplicate_of)
+        .execution_options(synchronize_session=False)).first()
+    return Claimed(row.id, row.raw, row.envelope_from, list(row.envelope_to or []),
+                   row.duplicate_of) if row is not None else None
 
 
 def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetime | None = None,
@@ -103,11 +108,10 @@ def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.dat
 
 def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.datetime,
                 retry: bool) -> Outcome | None:
-    if not claim(session, inbound_id, now, retry):
+    inbound = claim(session, inbound_id, now, retry)
+    if inbound is None:
         return None
-    inbound = session.get(InboundMessage, inbound_id)
-    assert inbound is not None
-    parsed = None
+    parsed, error = None, None
     try:
         parsed = parse(inbound.raw)
         with session.begin_nested():
@@ -115,15 +119,13 @@ def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.d
     except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
         log.exception("message %s held", inbound_id)
         outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}"[:500],))
-        inbound.error = traceback.format_exc()[-8000:]
-    else:
-        inbound.error = None
+        error = traceback.format_exc()[-8000:]
+    values = dict(outcome=outcome.outcome, reasons=list(outcome.reasons), case_id=outcome.case_id,
+                  error=error)
     if parsed is not None:
-        inbound.sender = (parsed.from_addr or "")[:320] or None
-        inbound.subject = parsed.subject
-    inbound.outcome = outcome.outcome
-    inbound.reasons = list(outcome.reasons)
-    inbound.case_id = outcome.case_id
+        values.update(sender=(parsed.from_addr or "")[:320] or None, subject=parsed.subject)
+    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values)
+                    .execution_options(synchronize_session=False))
     return outcome
 
 

@@ -9,10 +9,20 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import REFUSED, Agent, Case, CaseEvent, Contact, InboundMessage
+from gateway.models import REFUSED, Agent, Case, CaseEvent, Contact
 from gateway.outbound.outbox import Outbox, Recipient
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the pipeline reads of a stored message (the row itself is written once, at the end)."""
+    id: int
+    raw: bytes
+    envelope_from: str | None
+    envelope_to: list[str]
+    duplicate_of: int | None
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ class Work:
     session: Session
     settings: Settings
     now: dt.datetime
-    inbound: InboundMessage
+    inbound: Claimed
     parsed: ParsedMail
     request: Request
     sender: Sender
