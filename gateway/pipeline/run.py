@@ -29,6 +29,7 @@ from gateway.pipeline.work import Claimed, Outcome, Problem, Work
 
 log = logging.getLogger(__name__)
 
+
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
            now: dt.datetime) -> Outcome:
     """What to do with one message, as a value. Writes the case changes and the outbox in
