@@ -105,7 +105,7 @@ class Case(Base):
     title: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(32), default=NEW, index=True)
     main_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    thread_id: Mapped[str] = mapped_column(String(255))  # Message-ID every outbound mail refers to
+    thread_id: Mapped[str] = mapped_column(String(255), index=True)  # Message-ID every outbound mail refers to
     opened_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -117,10 +117,6 @@ class Case(Base):
     main_contact: Mapped[Contact] = relationship()
     distribution: Mapped[list[DistributionEntry]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="DistributionEntry.id")
-
-    @property
-    def number(self) -> int:
-        return self.id
 
 
 class DistributionEntry(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -42,7 +42,6 @@ class Outbox:
     answering: str | None = None        # Message-ID of the message being answered
     inbound_id: int | None = None
     author: str | None = None           # never a recipient of what answers it
-    posted: list[int] = field(default_factory=list)
     _key: bytes | None = None
 
     def key(self) -> bytes:
@@ -79,7 +78,6 @@ class Outbox:
         for language, recipients in groups.items():
             rendered = compose.render(self.settings.templates_dir, kind, language, ctx)
             messages.append(self._write(kind, rendered, to, cc, recipients, case, auto_submitted))
-        self.posted.extend(messages)
         return messages
 
     def _dedupe(self, recipients: Any, include_author: bool) -> list[Recipient]:
