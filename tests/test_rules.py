@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 
 import pytest
 from harness import ADV, CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, mail
@@ -350,3 +351,22 @@ def test_english_contacts_get_english_answers(loaded, settings) -> None:  # noqa
     [(_kind, subject, text, _)] = sent_to(loaded, OLIVER)
     assert subject == f"[Dossier #{number}] Ledger export fails"
     assert text.startswith("Hello") and "Bonjour" not in text
+
+
+def test_a_failing_message_in_a_batch_is_held_alone(loaded, settings, tmp_path) -> None:  # noqa: ANN001
+    """The fast path of a batch falls back to one message per transaction: only the message
+    whose processing raises (here: its refusal template is missing) is held."""
+    templates = tmp_path / "templates"
+    shutil.copytree(settings.templates_dir, templates)
+    for name in ("refusal.txt", "refusal.html"):
+        (templates / "fr" / name).unlink()
+    broken = dataclasses.replace(settings, templates_dir=str(templates))
+    raws = [mail(CLAIRE, OPEN), mail(CLAIRE, "sans rien"), mail(PAUL, OPEN)]
+    ids = [intake.store(loaded, m.as_bytes(), "pipe").id for m in raws]
+    outcomes = run.process_many(loaded, broken, ids)
+    assert [o.outcome for o in outcomes] == ["created", "held", "created"]
+    with session_scope(loaded) as session:
+        held = session.get(InboundMessage, ids[1])
+        assert "TemplateNotFound" in held.reasons[0] and held.error
+        assert session.scalar(select(func.count()).select_from(Case)) == 2
+    assert len(sent_to(loaded, CLAIRE)) == 1 and len(sent_to(loaded, PAUL)) == 1

@@ -100,24 +100,45 @@ def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetim
 
 def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.datetime | None = None,
                  retry: bool = False) -> list[Outcome | None]:
-    """Process stored messages in one transaction, each inside its own savepoint, so that
-    one failure holds that message only. Batching a backlog this way saves a commit and
-    the reference-data look-ups per message; the outbox is still written atomically."""
-    with session_scope(engine) as session:
-        return [_process_in(session, settings, i, now or utcnow(), retry) for i in ids]
+    """Process stored messages; the outbox is written in the same transaction as each case.
+
+    A backlog batch first runs in one transaction without savepoints (the fast path: one
+    commit and one set of reference-data look-ups for all). Should any message raise, that
+    transaction is rolled back whole and the batch is done again one message per
+    transaction, each inside a savepoint, so that only the failing message is held."""
+    if len(ids) > 1:
+        try:
+            with session_scope(engine) as session:
+                return [_process_in(session, settings, i, now or utcnow(), retry, isolate=False) for i in ids]
+        except _Unisolated as exc:
+            log.warning("a message of batch %s..%s failed (%s); processing one by one", ids[0], ids[-1], exc)
+    outcomes = []
+    for inbound_id in ids:
+        with session_scope(engine) as session:
+            outcomes.append(_process_in(session, settings, inbound_id, now or utcnow(), retry, isolate=True))
+    return outcomes
+
+
+class _Unisolated(Exception):
+    """A message raised on the fast path, where it cannot be held alone."""
 
 
 def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.datetime,
-                retry: bool) -> Outcome | None:
+                retry: bool, isolate: bool) -> Outcome | None:
     inbound = claim(session, inbound_id, now, retry)
     if inbound is None:
         return None
     parsed, error = None, None
     try:
         parsed = parse(inbound.raw)
-        with session.begin_nested():
+        if isolate:
+            with session.begin_nested():
+                outcome = decide(session, settings, inbound, parsed, now)
+        else:
             outcome = decide(session, settings, inbound, parsed, now)
     except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
+        if not isolate:
+            raise _Unisolated(f"message {inbound_id}: {type(exc).__name__}") from exc
         log.exception("message %s held", inbound_id)
         outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}"[:500],))
         error = traceback.format_exc()[-8000:]
