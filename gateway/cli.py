@@ -16,7 +16,6 @@ from gateway.db import make_engine, session_scope
 from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, HELD, Delivery, InboundMessage
 
 EX_TEMPFAIL = 75
-BATCH = 50  # messages processed per transaction when replaying a backlog
 
 
 class App:
@@ -126,8 +125,8 @@ def ingest(app: App, paths: tuple[str, ...]) -> None:
     except Exception as exc:  # noqa: BLE001 - the MTA must retry, not lose the message
         click.echo(f"could not store: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
-    for start in range(0, len(ids), BATCH):
-        batch = ids[start:start + BATCH]
+    for start in range(0, len(ids), pipe.BATCH):
+        batch = ids[start:start + pipe.BATCH]
         try:
             run.process_many(engine, app.settings, batch)
         except Exception as exc:  # noqa: BLE001 - stored: `serve` will process them later
@@ -135,7 +134,7 @@ def ingest(app: App, paths: tuple[str, ...]) -> None:
     if failed:
         click.echo(f"could not store: {', '.join(failed)}", err=True)
         sys.exit(EX_TEMPFAIL)
-    if len(ids) != 1 or paths:
+    if paths:  # a pipe from an MTA (standard input) wants silence
         click.echo(f"{len(ids)} message(s) stored and processed")
 
 

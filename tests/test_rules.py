@@ -127,8 +127,9 @@ def test_priority_debits_one_point_then_refuses_when_none_left(loaded, settings)
         assert session.scalar(select(Contract.points).where(Contract.client_id == 1)) == 0
         ledger = list(session.scalars(select(PointsEntry).order_by(PointsEntry.id)))
         assert [(e.delta, e.balance) for e in ledger] == [(1, 1), (-1, 0)]
-    acks = [t for k, _s, t, _m in sent_to(loaded, CLAIRE) if k == "case_opened"]
-    assert "0" in acks[1]
+    acks = [" ".join(t.split()) for k, _s, t, _m in sent_to(loaded, CLAIRE) if k == "case_opened"]
+    assert "qui ne dispose plus d'aucun point" in acks[0]  # the first took the last point
+    assert "ne dispose plus d'aucun point de priorité : le dossier est traité sans priorité" in acks[1]
 
 
 def test_priority_on_a_standard_contract_opens_without_priority(loaded, settings) -> None:  # noqa: ANN001

@@ -18,8 +18,7 @@ from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case
 
 
 def follow_up(work: Work, case: Case) -> Outcome:
-    contact = work.sender.contact_of(case.client_id)
-    if contact is None:
+    if work.sender.contact_of(case.client_id) is None:
         return work.refuse([Problem("case_not_found")])
     flags = work.request.flags
     if flags & {"close", "closed"}:
@@ -29,7 +28,6 @@ def follow_up(work: Work, case: Case) -> Outcome:
     if not case.licence.active:
         kind = "priority" if "priority" in flags else "info" if "info" in flags else "message"
         return refuse_inactive(work, case.licence, kind, case)
-    reopened = False
     if case.status == CLOSED:
         limit = dt.timedelta(days=work.settings.cases.reopen_days)
         if case.closed_at is not None and work.now - case.closed_at > limit:
@@ -44,8 +42,8 @@ def follow_up(work: Work, case: Case) -> Outcome:
             return Outcome(APPENDED, (f"priority: {result.status}",), case.id)
     if not text.strip() and not work.parsed.attachments:
         return work.refuse([Problem("empty_message")], case=case)
-    if case.status in (CLOSED, RESOLVED):
-        reopened = True
+    reopened = case.status in (CLOSED, RESOLVED)
+    if reopened:
         work.event(case, "reopened", f"reopened by {work.sender.address}")
         case.closed_at = None
     if case.status in (WAITING, RESOLVED, CLOSED):

@@ -52,10 +52,10 @@ def open_case(work: Work) -> Outcome:
     code, serial = request.fields["client"].strip(), request.fields["serial"].strip()
     # The sender's contacts come with their client: no look-up of the code itself.
     contact = next((c for c in work.sender.contacts if c.client.code == code), None)
-    client = contact.client if contact is not None else None
-    if client is None or contact is None:
+    if contact is None:
         # The same answer whether the code exists or not: nothing to probe.
         return work.refuse([Problem("not_a_contact", {"client": code})])
+    client = contact.client
     licence = session.scalar(select(Licence).where(Licence.serial == serial))
     if licence is None or licence.client_id != client.id:
         return work.refuse([Problem("unknown_serial", {"serial": serial, "client": code})])

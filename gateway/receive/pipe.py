@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from gateway import intake
 
 log = logging.getLogger(__name__)
-BATCH = 50  # messages stored per transaction when replaying a folder
+BATCH = 50  # messages stored, then processed, per transaction when replaying a folder
 
 STDIN = "<stdin>"
 
