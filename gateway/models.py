@@ -6,11 +6,12 @@ The same schema runs on SQLite and PostgreSQL; the Alembic migrations in
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
                         LargeBinary, String, Text, UniqueConstraint)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 # Case statuses, in lifecycle order.
 NEW, IN_PROGRESS, WAITING, RESOLVED, CLOSED = "nouveau", "en_cours", "attente_client", "resolu", "clos"
@@ -24,6 +25,13 @@ PENDING, CREATED, APPENDED, REFUSED, IGNORED, HELD = (
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def reference_key(value: str) -> str:
+    """A client code or serial folded for comparison: case, spaces, dashes and dots do not
+    count, so "sn-7f3a-2291" and "SN 7F3A 2291" find "SN-7F3A-2291"."""
+    folded = unicodedata.normalize("NFKC", value).casefold()
+    return "".join(c for c in folded if not (c.isspace() or c == "." or unicodedata.category(c) == "Pd"))
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -32,8 +40,14 @@ class Client(Base):
     __tablename__ = "clients"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
+    code_key: Mapped[str] = mapped_column(String(64), index=True, default="")
     name: Mapped[str] = mapped_column(String(255))
     language: Mapped[str] = mapped_column(String(8), default="fr")
+
+    @validates("code")
+    def _keep_key(self, _name: str, code: str) -> str:
+        self.code_key = reference_key(code)
+        return code
 
 
 class Contract(Base):
@@ -61,12 +75,18 @@ class Licence(Base):
     __tablename__ = "licences"
     id: Mapped[int] = mapped_column(primary_key=True)
     serial: Mapped[str] = mapped_column(String(128), unique=True)
+    serial_key: Mapped[str] = mapped_column(String(128), index=True, default="")
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
     product: Mapped[str] = mapped_column(String(255), default="")
     modules: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     ends_on: Mapped[dt.date | None] = mapped_column(Date)
     client: Mapped[Client] = relationship()
+
+    @validates("serial")
+    def _keep_key(self, _name: str, serial: str) -> str:
+        self.serial_key = reference_key(serial)
+        return serial
 
 
 CONTACT_ACTIVE, CONTACT_PENDING, CONTACT_INACTIVE = "active", "pending", "inactive"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.db import utcnow
-from gateway.models import CONTACT_ACTIVE, Agent, Client, Contact, Contract, Licence, PointsEntry
+from gateway.models import (CONTACT_ACTIVE, Agent, Client, Contact, Contract, Licence, PointsEntry,
+                            reference_key)
 
 LEVELS = ("standard", "privilege", "excellence")
 LANGUAGES = ("fr", "en")
@@ -109,6 +111,8 @@ def import_data(session: Session, data: dict[str, Any]) -> ImportReport:
     licences = _validated_licences(_records(data, "licences", check), check, known_codes)
     contacts = _validated_contacts(_records(data, "contacts", check), check, known_codes)
     agents = _validated_agents(_records(data, "agents", check), check)
+    _check_keys(check, "client code", clients, session.scalars(select(Client.code)))
+    _check_keys(check, "serial", licences, session.scalars(select(Licence.serial)))
     if check.errors:
         raise RefDataError(check.errors)
     report = ImportReport()
@@ -119,6 +123,18 @@ def import_data(session: Session, data: dict[str, Any]) -> ImportReport:
     _write_agents(session, agents, report)
     session.flush()
     return report
+
+
+def _check_keys(check: _Checker, kind: str, new: Iterable[str], stored: Iterable[str]) -> None:
+    """Codes and serials are compared without regard to case, spaces, dashes and dots: two
+    that differ only by those would be the same to a customer, so the import refuses them."""
+    seen: dict[str, str] = {}
+    for value in [*stored, *new]:
+        key = reference_key(value)
+        other = seen.setdefault(key, value)
+        if other != value:
+            check.errors.append(f"{kind} {value!r} and {kind} {other!r} differ only by case, spaces, "
+                                "dashes or dots: customers could not tell them apart")
 
 
 def _validated_clients(records: list[dict[str, Any]], check: _Checker) -> dict[str, dict[str, Any]]:

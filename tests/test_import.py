@@ -169,3 +169,11 @@ def test_reimport_does_not_refill_spent_priority_points(tmp_path, settings, engi
     with session_scope(engine) as session:
         ledger = [(e.delta, e.balance) for e in session.scalars(select(PointsEntry).order_by(PointsEntry.id))]
     assert ledger == [(1, 1), (-1, 0)]
+
+
+def test_serials_that_differ_only_by_dashes_are_refused(tmp_path, settings, engine) -> None:  # noqa: ANN001
+    assert import_text(tmp_path, settings, SAMPLE_DATA).exit_code == 0
+    result = import_text(tmp_path, settings, '[[licences]]\nserial = "sn 7f3a.2291"\nclient = "C10042"\n')
+    assert result.exit_code != 0
+    assert "'sn 7f3a.2291'" in result.output and "'SN-7F3A-2291'" in result.output
+    assert counts(engine)["licences"] == SAMPLE_COUNTS["licences"]

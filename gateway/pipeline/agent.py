@@ -18,7 +18,7 @@ def agent_message(work: Work, case: Case | None) -> Outcome:
         if work.request.case_number is not None:
             return work.refuse([Problem("case_not_found", {"number": work.request.case_number})])
         return work.refuse([Problem("agent_needs_case")])
-    flags, text, now = work.request.flags, work.request.details, work.now
+    flags, text, now = work.request.flags, work.request.body(), work.now
     if "note" in flags:
         event = work.event(case, "note", text, internal=True)
         store_attachments(work.session, case, event, work.parsed.attachments)

@@ -22,7 +22,7 @@ ADD = ("ajout", "ajouter", "add", "nouveau", "new")
 UPDATE = ("modif", "modification", "modifier", "update", "change")
 REMOVE = ("suppression", "supprimer", "retrait", "remove", "delete")
 FIELDS = {"nom": "name", "name": "name", "email": "email", "mail": "email", "courriel": "email",
-          "adresse": "email", "telephone": "phone", "tel": "phone", "phone": "phone",
+          "adresse": "email", "adresseemail": "email", "adressecourriel": "email", "telephone": "phone", "tel": "phone", "phone": "phone",
           "langue": "language", "language": "language",
           "nouvelemail": "new_email", "newemail": "new_email", "nouveaumail": "new_email"}
 
@@ -32,13 +32,9 @@ _LINE = re.compile(r"^[ \t>*]*([^:\n]{2,30}?)[ \t]*:[ \t]*(\S.*?)[ \t]*$", re.MU
 
 def _fields(work: Work) -> dict[str, str]:
     """The contact's fields from `Name : value` lines anywhere in the new text (a greeting
-    may come first), the top-of-body fields winning."""
+    may come first); the first line naming a field wins."""
     out: dict[str, str] = {}
-    for key, value in work.request.body_fields.items():
-        name = FIELDS.get(key)
-        if name and value.strip():
-            out.setdefault(name, value.strip())
-    for m in _LINE.finditer(work.request.details):
+    for m in _LINE.finditer(work.request.text):
         name = FIELDS.get(normalise(m.group(1)))
         if name:
             out.setdefault(name, m.group(2))
@@ -133,9 +129,9 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
                 opened_at=work.now, updated_at=work.now, last_customer_at=work.now)
     work.session.add(case)
     work.session.flush()
-    work.event(case, "opened", work.request.details or f"remove contact {target}")
+    work.event(case, "opened", work.request.text or f"remove contact {target}")
     context = {"not_added": [], "priority_wanted": False, "priority": None,
-               "details": work.request.details, "attachments": [], "licence": licence, "author": work.sender}
+               "details": work.request.text, "attachments": [], "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", [contact_recipient(requester)], case=case, context=context,
                      include_author=True)
     work.outbox.post("agent_new_case", agent_recipients(active_agents(work.session), work.settings.support.language),

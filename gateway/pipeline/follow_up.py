@@ -33,7 +33,7 @@ def follow_up(work: Work, case: Case) -> Outcome:
         if case.closed_at is not None and work.now - case.closed_at > limit:
             return work.refuse([Problem("case_closed_too_long", {"days": work.settings.cases.reopen_days})],
                                case=case)
-    text = work.request.details
+    text = work.request.body(("priority",))
     if "priority" in flags:
         result = priority.request(work, case, case.client)
         work.outbox.post("priority_result", [work.sender_recipient()], case=case,  # type: ignore[list-item]
@@ -81,7 +81,7 @@ def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     case.status = CLOSED
     case.closed_at = case.updated_at = work.now
     case.waiting_since = None
-    text = work.request.details
+    text = work.request.body()
     work.event(case, "closed", text or f"closed by {work.sender.address}")
     to, cc = case_recipients(case)
     context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or ""}

@@ -7,20 +7,23 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-# Normalised tag name -> field. Names ignore case, accents, spaces, "_", "-", apostrophes
-# and a leading "N°".
+# Normalised tag name -> field. Names ignore case, accents, spaces, "_", "-", apostrophes,
+# a leading "N°" and the small words "de", "du", "of" (see `normalise`).
 NAMES: dict[str, str] = {
-    "client": "client", "codeclient": "client", "customer": "client",
-    "serie": "serial", "numerodeserie": "serial", "serial": "serial", "sn": "serial",
-    "criticite": "criticality", "crit": "criticality", "criticality": "criticality",
-    "severity": "criticality",
+    "client": "client", "codeclient": "client", "clientcode": "client", "customer": "client",
+    "numeroclient": "client", "customercode": "client", "customernumber": "client",
+    "serie": "serial", "numeroserie": "serial", "serial": "serial", "serialnumber": "serial",
+    "sn": "serial",
+    "criticite": "criticality", "niveaucriticite": "criticality", "crit": "criticality",
+    "criticality": "criticality", "severity": "criticality",
     "module": "module",
     "priorite": "priority", "priority": "priority",
     "diffusion": "distribution", "cc": "distribution",
     "cloture": "close", "cloturer": "close", "close": "close",
-    "info": "info", "demandedinformation": "info",
+    "info": "info", "demandeinformation": "info",
     "suivi": "follow", "status": "follow",
     "inscription": "register", "register": "register",
     "interlocuteur": "contact", "contact": "contact",
@@ -30,6 +33,8 @@ NAMES: dict[str, str] = {
     "note": "note", "interne": "note",
     "case": "case",
 }
+# The fields a `Name : value` line at the top of the body may give.
+BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority")
 COMMANDS = ("close", "info", "follow", "register", "contact")
 AGENT_COMMANDS = ("waiting", "resolved", "closed", "note")
 
@@ -48,12 +53,30 @@ _FIELD_LINE = re.compile(r"^\s*([^:=\n]{1,40}?)\s*[:=]\s*(.*?)\s*$")
 _CASE_NUMBER = re.compile(r"^#?\s*(\d{1,12})$")
 
 
+_LEADING_NUMBER = re.compile(r"^(?:n\s*[°º]|no\.?(?=\s)|n\.)\s*")
+_SMALL_WORDS = frozenset({"de", "du", "d", "of"})
+
+
 def normalise(name: str) -> str:
-    """Fold a tag name: no accents, case, spaces, '_', '-', apostrophes or leading 'N°'."""
+    """Fold a field name: no accents, case, spaces, '_', '-', '.', apostrophes, leading
+    'N°' (or 'No', 'N.'), nor the small words 'de', 'du', 'of'.
+
+    "N° de série", "No de serie", "Numéro de série" and "SERIE" all fold to a key of
+    `NAMES`; an unknown name folds to a key that is not there.
+    """
     folded = unicodedata.normalize("NFKD", name)
-    folded = "".join(c for c in folded if not unicodedata.combining(c)).lower()
-    folded = re.sub(r"^n\s*[°º]\s*", "", folded.strip())
-    return re.sub(r"[\s_\-'’.]+", "", folded)
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).lower().strip()
+    folded = _LEADING_NUMBER.sub("", folded)
+    words = re.split(r"[\s_\-.]+|(?<=\bd)['’]", folded)
+    return "".join(w for w in words if w not in _SMALL_WORDS).replace("'", "").replace("’", "")
+
+
+@dataclass(frozen=True)
+class FieldLine:
+    """A `Name : value` line at the top of the body whose name is a known field."""
+    field: str
+    value: str
+    line: int  # its index among the text's lines
 
 
 @dataclass
@@ -65,12 +88,21 @@ class Request:
     case_number: int | None = None
     title: str = ""
     unknown_tags: list[str] = field(default_factory=list)
-    body_fields: dict[str, str] = field(default_factory=dict)  # every "Name : value" line on top
-    details: str = ""                                       # the body without those lines
+    text: str = ""                                          # the new text, every line as written
+    field_lines: list[FieldLine] = field(default_factory=list)
 
     def criticality(self) -> int | None:
         value = self.fields.get("criticality")
         return parse_criticality(value) if value is not None else None
+
+    def body(self, used: Collection[str] = ()) -> str:
+        """The text without the field lines of the fields in `used`: a rule removes only
+        what it acted on, so a field it does not use stays in the customer's words."""
+        drop = {f.line for f in self.field_lines if f.field in used}
+        if not drop:
+            return self.text.strip()
+        lines = self.text.split("\n")
+        return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip()
 
 
 def parse_criticality(value: str) -> int | None:
@@ -136,31 +168,24 @@ def _record(request: Request, name: str, value: str) -> None:
 
 
 def read_body_fields(request: Request, text: str) -> None:
-    """Take `Name : value` lines of the body's first paragraph; the subject keeps precedence.
-
-    The paragraph is removed from the details only when every one of its lines is such a
-    field, so that a first sentence with a colon stays in the customer's words.
-    """
-    stripped = text.lstrip("\r\n")
-    head, sep, rest = stripped.partition("\n\n")
-    lines = [line for line in head.replace("\r", "").split("\n") if line.strip()]
-    fields: list[tuple[str, str]] = []
-    for line in lines:
+    """Read the `Name : value` lines of the body's first paragraph whose name is a known
+    field; the subject keeps precedence. The text itself is kept whole in `request.text`:
+    `Request.body` removes the lines a rule used, and nothing else."""
+    request.text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    for index, line in enumerate(request.text.split("\n")):
+        if not line.strip():
+            break  # the first blank line ends the top of the body
         m = _FIELD_LINE.match(line)
-        if not m:
-            break
-        fields.append((m.group(1), m.group(2)))
-    if not fields or len(fields) != len(lines):
-        request.details = text.strip()
-        return
-    for name, value in fields:
-        key = normalise(name)
-        request.body_fields[key] = value
-        if key in NAMES and NAMES[key] in ("client", "serial", "criticality", "module", "distribution"):
-            request.fields.setdefault(NAMES[key], value)
-        elif key in NAMES and NAMES[key] == "priority" and normalise(value) in ("oui", "yes", "1", "true", ""):
-            request.flags.add("priority")
-    request.details = rest.strip() if sep else ""
+        name = NAMES.get(normalise(m.group(1))) if m else None
+        if m is None or name not in BODY_FIELDS:
+            continue
+        value = m.group(2)
+        request.field_lines.append(FieldLine(name, value, index))
+        if name == "priority":
+            if normalise(value) in ("oui", "yes", "1", "true", ""):
+                request.flags.add("priority")
+        else:
+            request.fields.setdefault(name, value)
 
 
 def parse_request(subject: str, text: str, case_tag: str = "Dossier") -> Request:

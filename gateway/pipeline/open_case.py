@@ -13,12 +13,12 @@ import unicodedata
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.models import (CREATED, NEW, Case, Client, Contact, DistributionEntry,
-                            Licence, CONTACT_ACTIVE)
+from gateway.models import (CONTACT_ACTIVE, CREATED, NEW, Case, Client, Contact, DistributionEntry,
+                            Licence, reference_key)
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline import priority
 from gateway.pipeline.attachments import store_attachments
-from gateway.pipeline.grammar import split_addresses
+from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
 from gateway.pipeline.licence import refuse_inactive
 from gateway.pipeline.route import active_agents
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
@@ -34,7 +34,7 @@ def missing_fields(work: Work) -> list[Problem]:
         problems.append(Problem("bad_criticality", {"value": value}))
     if not request.title:
         problems.append(Problem("missing_title"))
-    if not request.details.strip() and not work.parsed.attachments:
+    if not request.body(BODY_FIELDS) and not work.parsed.attachments:
         problems.append(Problem("missing_details"))
     return problems
 
@@ -51,14 +51,17 @@ def open_case(work: Work) -> Outcome:
     session, request = work.session, work.request
     code, serial = request.fields["client"].strip(), request.fields["serial"].strip()
     # The sender's contacts come with their client: no look-up of the code itself.
-    contact = next((c for c in work.sender.contacts if c.client.code == code), None)
+    contact = next((c for c in work.sender.contacts if c.client.code_key == reference_key(code)), None)
     if contact is None:
-        # The same answer whether the code exists or not: nothing to probe.
-        return work.refuse([Problem("not_a_contact", {"client": code})])
+        # A stranger gets the same answer whether the code exists or not: nothing to probe.
+        # A registered contact is told the codes of their own clients.
+        return work.refuse([Problem("not_a_contact", {
+            "client": code, "own_codes": [c.client.code for c in work.sender.contacts]})])
     client = contact.client
-    licence = session.scalar(select(Licence).where(Licence.serial == serial))
-    if licence is None or licence.client_id != client.id:
-        return work.refuse([Problem("unknown_serial", {"serial": serial, "client": code})])
+    licence = session.scalar(select(Licence).where(
+        Licence.serial_key == reference_key(serial), Licence.client_id == client.id))
+    if licence is None:
+        return work.refuse([Problem("unknown_serial", {"serial": serial, "client": client.code})])
     if not licence.active:
         return refuse_inactive(work, licence, "open")
     module = request.fields.get("module")
@@ -79,7 +82,8 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
                 opened_at=now, updated_at=now, last_customer_at=now)
     session.add(case)
     session.flush()
-    event_id = work.event(case, "opened", request.details)
+    details = request.body(BODY_FIELDS)
+    event_id = work.event(case, "opened", details)
     store_attachments(session, case, event_id, work.parsed.attachments)
     distribution, not_added = _distribution_from_cc(work, case, client, contact)
     # The new case's list is known: the templates read it without asking the database.
@@ -88,7 +92,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     granted = priority.request(work, case, client) if wanted else None
     to, cc = [contact_recipient(contact)], [contact_recipient(e.contact) for e in distribution]
     context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
-               "details": request.details, "attachments": work.parsed.attachments,
+               "details": details, "attachments": work.parsed.attachments,
                "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True)
     work.outbox.post("agent_new_case", agent_recipients(active_agents(session), work.settings.support.language),

@@ -17,7 +17,7 @@ import secrets
 from sqlalchemy import func, select
 
 from gateway.models import (APPENDED, CONTACT_ACTIVE, CONTACT_PENDING, REFUSED, Client, Contact,
-                            Licence, Registration, RegistrationRequest)
+                            Licence, Registration, RegistrationRequest, reference_key)
 from gateway.outbound.outbox import Recipient
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
@@ -38,8 +38,9 @@ def register(work: Work) -> Outcome:
     by_sender = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
         RegistrationRequest.email == address, RegistrationRequest.at >= day_ago)) or 0
     by_client = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
-        RegistrationRequest.client_code == code, RegistrationRequest.at >= day_ago)) or 0
-    session.add(RegistrationRequest(email=address, client_code=code[:64], at=now))
+        RegistrationRequest.client_code == reference_key(code)[:64], RegistrationRequest.at >= day_ago)) or 0
+    # Counted by folded code: "c10042" and "C10042" are one client's requests.
+    session.add(RegistrationRequest(email=address, client_code=reference_key(code)[:64], at=now))
     me = Recipient(address, work.sender.name, work.sender.language)
     if by_sender >= settings.registrations_per_sender_per_day:
         return Outcome(REFUSED, ("registration: too many requests from this sender today; no answer",))
@@ -50,9 +51,10 @@ def register(work: Work) -> Outcome:
         return Outcome(REFUSED, outcome.reasons + ("too many requests for this client today",))
     if work.sender.contacts or work.sender.agent is not None:
         return Outcome(REFUSED, outcome.reasons + ("already a contact or an agent",))
-    client = session.scalar(select(Client).where(Client.code == code)) if code else None
-    licence = session.scalar(select(Licence).where(Licence.serial == serial)) if serial else None
-    if client is None or licence is None or licence.client_id != client.id or not licence.active:
+    client = session.scalar(select(Client).where(Client.code_key == reference_key(code))) if code else None
+    licence = session.scalar(select(Licence).where(
+        Licence.serial_key == reference_key(serial), Licence.client_id == client.id)) if client and serial else None
+    if client is None or licence is None or not licence.active:
         return Outcome(REFUSED, outcome.reasons + ("client code and serial do not match an active licence",))
     contact = session.scalar(select(Contact).where(Contact.client_id == client.id, Contact.email == address))
     if contact is None:
