@@ -336,6 +336,55 @@ def status(app: App, as_json: bool) -> None:
         _print(data, as_json)
 
 
+@main.group()
+def attachments() -> None:
+    """Files kept on cases, including those too big to travel by mail."""
+
+
+@attachments.command("list")
+@click.argument("number", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def attachments_list(app: App, number: int, as_json: bool) -> None:
+    """The files of case NUMBER: id, name, size, type and the message that brought each."""
+    with session_scope(app.engine) as session:
+        rows = views.attachments_list(session, number)
+    if rows is None:
+        raise click.ClickException(f"no case {number}")
+    if not rows and not as_json:
+        click.echo(f"case {number} has no files")
+        return
+    _print(rows, as_json, ["id", "size", "content_type", "event", "author", "filename"])
+
+
+@attachments.command("get")
+@click.argument("number", type=int)
+@click.argument("file_id", type=int)
+@click.option("--output", "-o", type=click.Path(dir_okay=True, allow_dash=True),
+              help="Where to write it: a file, a folder, or - for standard output "
+                   "(default: the file's own name in the current folder).")
+@pass_app
+def attachments_get(app: App, number: int, file_id: int, output: str | None) -> None:
+    """Write file FILE_ID of case NUMBER, byte for byte; never overwrites a file."""
+    with session_scope(app.engine) as session:
+        found = views.attachment_data(session, number, file_id)
+    if found is None:
+        raise click.ClickException(f"case {number} has no file {file_id} (see: gateway attachments list {number})")
+    filename, data = found
+    if output == "-":
+        click.get_binary_stream("stdout").write(data)
+        return
+    target = Path(output or ".")
+    if target.is_dir():
+        target = target / (filename or f"file-{file_id}")
+    try:
+        with open(target, "xb") as out:
+            out.write(data)
+    except FileExistsError as exc:
+        raise click.ClickException(f"{target} exists; choose another --output") from exc
+    click.echo(f"{target} ({len(data)} bytes)")
+
+
 cli_refdata.register(main, pass_app, _print)
 
 

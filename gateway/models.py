@@ -170,6 +170,7 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)  # an image shown in the text
 
 
 class InboundMessage(Base):
@@ -217,6 +218,14 @@ class OutboundMessage(Base):
     text: Mapped[str] = mapped_column(Text)
     html: Mapped[str] = mapped_column(Text)
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="message", lazy="selectin")
+
+
+class OutboundFile(Base):
+    """A stored file an outbound message carries: the outbox refers to it, never copies it."""
+    __tablename__ = "outbound_files"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbound_messages.id"), index=True)
+    attachment_id: Mapped[int] = mapped_column(ForeignKey("attachments.id"))
 
 
 DELIVERY_PENDING, DELIVERY_SENT, DELIVERY_FAILED = "pending", "sent", "failed"

@@ -91,3 +91,25 @@ def status(session: Session) -> dict[str, Any]:
         "last_delivery_errors": [{"id": i, "recipient": a, "error": e} for i, a, e in last_failures],
         "jobs": jobs_record.report(session),
     }
+
+
+def attachments_list(session: Session, number: int) -> list[dict[str, Any]] | None:
+    """The files kept on a case, with the event that brought each; None when no such case."""
+    if session.get(Case, number) is None:
+        return None
+    rows = session.execute(
+        select(Attachment.id, Attachment.filename, Attachment.content_type, Attachment.size,
+               Attachment.sha256, Attachment.inline, CaseEvent.kind, CaseEvent.author, CaseEvent.at,
+               CaseEvent.internal)
+        .join(CaseEvent, Attachment.event_id == CaseEvent.id, isouter=True)
+        .where(Attachment.case_id == number).order_by(Attachment.id))
+    return [{"id": r.id, "filename": r.filename, "content_type": r.content_type, "size": r.size,
+             "sha256": r.sha256, "inline": r.inline, "event": r.kind, "author": r.author,
+             "at": _iso(r.at), "internal": bool(r.internal)} for r in rows]
+
+
+def attachment_data(session: Session, number: int, file_id: int) -> tuple[str, bytes] | None:
+    """(filename, bytes) of one file of a case, or None when the case has no such file."""
+    row = session.execute(select(Attachment.filename, Attachment.data).where(
+        Attachment.id == file_id, Attachment.case_id == number)).first()
+    return (row.filename, row.data) if row is not None else None

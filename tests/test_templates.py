@@ -13,6 +13,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from gateway.outbound import compose
+from gateway.outbound.outbox import MailFile
 
 TEMPLATES = str(Path(__file__).resolve().parent.parent / "templates")
 LANGS = ("fr", "en")
@@ -72,7 +73,9 @@ def base_context(case: NS | None) -> dict:
 
 
 AUTHOR = NS(address="marie.durand@durand.example", name="Marie Durand")
-ATTACHMENTS = [NS(filename="capture écran.png"), NS(filename="journal.log")]
+ATTACHMENTS = [MailFile(31, "capture écran.png", 48_213, True, True, "file31@editeur.example"),
+               MailFile(32, "journal.log", 1_204, True, False, "file32@editeur.example"),
+               MailFile(33, "base.zip", 25_000_000, False, False, "file33@editeur.example")]
 
 
 def contexts(evil: str = "") -> dict[str, list[dict]]:
@@ -130,10 +133,11 @@ def contexts(evil: str = "") -> dict[str, list[dict]]:
             for s in ("en_cours", "attente_client", "resolu", "clos") for changed in (False, True)
         ],
         "info_ack": [{**base_context(case), "text": text}, {**base_context(None), "text": text}],
-        "agent_info_request": [{**base_context(case), "author": sender, "text": text},
-                               {**base_context(None), "author": sender, "text": text}],
+        "agent_info_request": [{**base_context(case), "author": sender, "text": text, "attachments": ATTACHMENTS},
+                               {**base_context(None), "author": sender, "text": text, "attachments": []}],
         "case_closed": [
-            {**base_context(case), "closed_by": by, "author_name": name}
+            {**base_context(case), "closed_by": by, "author_name": name, "text": text if by == "customer" else "",
+             "attachments": ATTACHMENTS if by == "customer" else []}
             for by, name in (("customer", "Marie Durand" + evil), ("agent", "Jean Support" + evil),
                              ("system", ""))
         ],
@@ -375,7 +379,7 @@ def test_sparse_values_render_cleanly(lang):
     case.main_contact = contact("", "solo@durand.example")
     case.distribution = []
     anonymous = NS(address=None, name="")
-    unnamed = [NS(filename=None)]
+    unnamed = [MailFile(1, "", 0, True, False, "file1@editeur.example")]
     checks = [
         ("case_opened", {**base_context(case), "not_added": [], "priority_wanted": False, "priority": None,
                          "details": "", "attachments": unnamed, "licence": case.licence, "author": anonymous}),
@@ -391,8 +395,9 @@ def test_sparse_values_render_cleanly(lang):
                      "request": NS(title="", fields={}), "original_subject": "", "sender": anonymous}),
         ("licence_inactive", {**base_context(None), "licence": case.licence, "problems": [], "request": None,
                               "original_subject": "", "sender": anonymous}),
-        ("agent_info_request", {**base_context(None), "author": anonymous, "text": ""}),
-        ("case_closed", {**base_context(case), "closed_by": "customer", "author_name": ""}),
+        ("agent_info_request", {**base_context(None), "author": anonymous, "text": "", "attachments": unnamed}),
+        ("case_closed", {**base_context(case), "closed_by": "customer", "author_name": "", "text": "",
+                         "attachments": unnamed}),
     ]
     for kind, ctx in checks:
         r = compose.render(TEMPLATES, kind, lang, ctx)

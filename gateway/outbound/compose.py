@@ -38,6 +38,16 @@ def clean_header(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())[:900]
 
 
+def file_size(size: int, lang: str) -> str:
+    """A size as people read it: "850 octets", "12 Ko", "2,4 Mo" (English: bytes, KB, MB)."""
+    units = ("octets", "Ko", "Mo", "Go") if lang == "fr" else ("bytes", "KB", "MB", "GB")
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(units) - 1:
+        value, unit = value / 1024, unit + 1
+    text = f"{value:.0f}" if unit == 0 or value >= 10 else f"{value:.1f}"
+    return f"{text.replace('.', ',') if lang == 'fr' else text} {units[unit]}"
+
+
 @functools.lru_cache(maxsize=4)
 def environment(templates_dir: str, autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -46,6 +56,7 @@ def environment(templates_dir: str, autoescape: bool) -> jinja2.Environment:
         keep_trailing_newline=True, auto_reload=False)
     env.filters["criticality"] = lambda n, lang: CRITICALITY_NAMES.get(lang, CRITICALITY_NAMES["fr"]).get(n, str(n))
     env.filters["status"] = lambda s, lang: STATUS_NAMES.get(lang, STATUS_NAMES["fr"]).get(s, s)
+    env.filters["filesize"] = file_size
     env.filters["date"] = lambda d: d.strftime("%d/%m/%Y %H:%M") if d else ""
     return env
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import DELIVERY_PENDING, Case, Delivery, OutboundMessage
+from gateway.models import DELIVERY_PENDING, Case, Delivery, OutboundFile, OutboundMessage
 from gateway.outbound import compose, token
 
-AUTO_REPLIED, AUTO_GENERATED = "auto-replied", "auto-generated"
+# Auto-Submitted of the gateway's own answers and of its jobs' mail; a person's answer
+# relayed to a customer (an agent's) is HUMAN: it goes out without the header (RFC 3834).
+AUTO_REPLIED, AUTO_GENERATED, HUMAN = "auto-replied", "auto-generated", ""
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,39 @@ class Recipient:
     address: str
     name: str = ""
     language: str = "fr"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file kept on a case (a row of `attachments`), as the outbox refers to it."""
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class MailFile:
+    """What a mail says of a file: carried along (`attached`) or only named, too big."""
+    id: int
+    filename: str
+    size: int
+    attached: bool
+    inline: bool
+    cid: str  # the Content-ID an inline image is shown by in the HTML part
+
+
+def mail_files(files: Sequence[StoredFile], limit: int, domain: str) -> list[MailFile]:
+    """Decide which files one mail carries: in order, as long as their sizes fit `limit`;
+    a file that does not fit is only named (a later, smaller one may still fit)."""
+    out, room = [], limit
+    for f in files:
+        attached = f.size <= room
+        room -= f.size if attached else 0
+        out.append(MailFile(f.id, f.filename, f.size, attached, f.inline and attached,
+                            f"file{f.id}@{domain}"))
+    return out
 
 
 def new_message_id(settings: Settings) -> str:
@@ -60,17 +96,23 @@ class Outbox:
 
     def post(self, kind: str, to: list[Recipient], cc: list[Recipient] = (), *,  # type: ignore[assignment]
              case: Case | None = None, context: dict[str, Any] | None = None,
-             auto_submitted: str = AUTO_REPLIED, include_author: bool = False) -> list[int]:
+             auto_submitted: str = AUTO_REPLIED, include_author: bool = False,
+             files: Sequence[StoredFile] = ()) -> list[int]:
         """Compose `kind` for `to` + `cc` and write it to the outbox. The author of the
-        message being answered is left out unless `include_author` (acknowledgements)."""
+        message being answered is left out unless `include_author` (acknowledgements).
+        `files` travel with the mail as far as `outbound.max_attachment_bytes` allows; the
+        templates read them as `attachments` (MailFile: attached, or named with its size)."""
         to, cc = self._dedupe(to, include_author), self._dedupe(cc, include_author)
         cc = [r for r in cc if r.address not in {t.address for t in to}]
         if not to and not cc:
             return []
         if not to:  # the main contact wrote: the distribution list is addressed directly
             to, cc = cc, []
+        domain = self.settings.support.address.rpartition("@")[2] or "localhost"
+        carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain)
         ctx = dict(context or {}, case=case, settings=self.settings,
                    case_subject=self._case_subject(case) if case else "")
+        ctx["attachments"] = carried
         groups: dict[str, list[Recipient]] = {}
         for r in to + cc:
             groups.setdefault(r.language if r.language in compose.LANGUAGES else "fr", []).append(r)
@@ -78,6 +120,10 @@ class Outbox:
         for language, recipients in groups.items():
             rendered = compose.render(self.settings.templates_dir, kind, language, ctx)
             messages.append(self._write(kind, rendered, to, cc, recipients, case, auto_submitted))
+        attached = [f.id for f in carried if f.attached]
+        if attached:
+            self.session.execute(insert(OutboundFile), [
+                dict(message_id=m, attachment_id=a) for m in messages for a in attached])
         return messages
 
     def _dedupe(self, recipients: Any, include_author: bool) -> list[Recipient]:

@@ -11,14 +11,17 @@ import logging
 import mailbox
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Delivery
+from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery,
+                            OutboundFile)
 from gateway.outbound.compose import clean_header
 from gateway.outbound.token import reply_address
 
@@ -31,8 +34,9 @@ class PermanentFailure(Exception):
     """The relay refused the recipient or the message for good (5xx)."""
 
 
-def build(delivery: Delivery, settings: Settings) -> EmailMessage:
-    """The MIME message for one recipient: shared headers and body, their own Reply-To."""
+def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = ()) -> EmailMessage:
+    """The MIME message for one recipient: shared headers and body, their own Reply-To, and
+    the stored `files` the message carries (inline images within the HTML part)."""
     out = delivery.message
     support = settings.support
     msg = EmailMessage()
@@ -50,11 +54,39 @@ def build(delivery: Delivery, settings: Settings) -> EmailMessage:
         msg["In-Reply-To"] = out.in_reply_to
     if out.references:
         msg["References"] = out.references
-    msg["Auto-Submitted"] = out.auto_submitted
+    if out.auto_submitted:
+        msg["Auto-Submitted"] = out.auto_submitted
+    # Loop protection on every mail, a person's answer included: Exchange sends no automatic
+    # reply, and a copy forwarded back here is recognised by its X-Loop (see safety.is_loop).
     msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Loop"] = support.address
     msg.set_content(out.text)
     msg.add_alternative(out.html, subtype="html")
+    _attach(msg, files, support.address.rpartition("@")[2] or "localhost")
     return msg
+
+
+def _attach(msg: EmailMessage, files: Sequence[Attachment], domain: str) -> None:
+    """Add the files with their own bytes, name and type; an inline image goes beside the
+    HTML part (multipart/related) under the Content-ID the template shows it by."""
+    html = msg.get_payload()[1]
+    for f in files:
+        maintype, _, subtype = (f.content_type or "").lower().partition("/")
+        if not subtype or maintype in ("multipart", "message"):
+            # A forwarded message or an odd type travels as a plain file of the same bytes.
+            maintype, subtype = "application", "octet-stream"
+        if f.inline:
+            html.add_related(f.data, maintype, subtype, cid=f"<file{f.id}@{domain}>",
+                             filename=f.filename, disposition="inline")
+        else:
+            msg.add_attachment(f.data, maintype, subtype, filename=f.filename)
+
+
+def carried_files(session: Session, outbound_id: int) -> list[Attachment]:
+    """The stored files an outbound message carries, in the order the mail names them."""
+    return list(session.scalars(
+        select(Attachment).join(OutboundFile, OutboundFile.attachment_id == Attachment.id)
+        .where(OutboundFile.message_id == outbound_id).order_by(OutboundFile.id)))
 
 
 def _address(name: str, address: str) -> str:
@@ -112,7 +144,7 @@ def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datet
         assert delivery is not None
         recipient = delivery.recipient
         try:
-            msg: EmailMessage | None = build(delivery, settings)
+            msg: EmailMessage | None = build(delivery, settings, carried_files(session, delivery.message_id))
         except (ValueError, TypeError, LookupError) as exc:
             # A message that cannot be built never will be: set it aside, keep the batch going.
             log.exception("delivery %s cannot be built", delivery_id)

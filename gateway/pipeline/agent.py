@@ -6,6 +6,7 @@ note that no customer ever sees. Never commits.
 from __future__ import annotations
 
 from gateway.models import APPENDED, CLOSED, IN_PROGRESS, RESOLVED, WAITING, Case
+from gateway.outbound.outbox import HUMAN
 from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.follow_up import close
 from gateway.pipeline.work import Outcome, Problem, Work, case_recipients
@@ -32,7 +33,7 @@ def agent_message(work: Work, case: Case | None) -> Outcome:
     new_status = target or (case.status if case.status == CLOSED else IN_PROGRESS)
     changed = new_status != case.status
     event = work.event(case, "agent_message", text)
-    store_attachments(work.session, case, event, work.parsed.attachments)
+    files = store_attachments(work.session, case, event, work.parsed.attachments)
     if changed:
         work.event(case, "status_change", f"{case.status} -> {new_status}")
         case.status = new_status
@@ -42,8 +43,14 @@ def agent_message(work: Work, case: Case | None) -> Outcome:
         case.first_agent_at = now
     case.updated_at = now
     to, cc = case_recipients(case)
-    work.outbox.post("agent_message", to, cc, case=case, context={
-        "agent_name": work.sender.name or work.sender.address, "text": text,
-        "attachments": work.parsed.attachments, "status_changed": changed})
+    work.outbox.post("agent_message", to, cc, case=case, files=files, auto_submitted=HUMAN, context={
+        "agent_name": _signature(work.sender.name or work.sender.address or "", text), "text": text,
+        "status_changed": changed})
     return Outcome(APPENDED, ("agent answer sent",) + ((f"status {new_status}",) if changed else ()), case.id)
 
+
+def _signature(name: str, text: str) -> str:
+    """The agent's name to sign the answer with, or "" when the answer already ends with it:
+    the customer reads the name once."""
+    ending = "\n".join(text.strip().splitlines()[-4:]).casefold()
+    return "" if name and name.casefold() in ending else name

@@ -131,7 +131,7 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
     work.session.flush()
     work.event(case, "opened", work.request.text or f"remove contact {target}")
     context = {"not_added": [], "priority_wanted": False, "priority": None,
-               "details": work.request.text, "attachments": [], "licence": licence, "author": work.sender}
+               "details": work.request.text, "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", [contact_recipient(requester)], case=case, context=context,
                      include_author=True)
     work.outbox.post("agent_new_case", agent_recipients(active_agents(work.session), work.settings.support.language),

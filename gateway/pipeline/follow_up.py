@@ -54,23 +54,22 @@ def follow_up(work: Work, case: Case) -> Outcome:
     if "info" in flags:
         return _info_request(work, case, text)
     event = work.event(case, "customer_message", text)
-    store_attachments(work.session, case, event, work.parsed.attachments)
-    context = {"author": work.sender, "text": text, "attachments": work.parsed.attachments,
-               "reopened": reopened}
+    files = store_attachments(work.session, case, event, work.parsed.attachments)
+    context = {"author": work.sender, "text": text, "reopened": reopened}
     to, cc = case_recipients(case)
-    work.outbox.post("case_message", to, cc, case=case, context=context)
+    work.outbox.post("case_message", to, cc, case=case, context=context, files=files)
     work.outbox.post("case_message", agent_recipients(active_agents(work.session), work.settings.support.language),
-                     case=case, context=context)
+                     case=case, context=dict(context, for_agents=True), files=files)
     return Outcome(APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)
 
 
 def _info_request(work: Work, case: Case, text: str) -> Outcome:
     event = work.event(case, "info_request", text)
-    store_attachments(work.session, case, event, work.parsed.attachments)
+    files = store_attachments(work.session, case, event, work.parsed.attachments)
     work.outbox.post("info_ack", [work.sender_recipient()], case=case,  # type: ignore[list-item]
                      context={"text": text}, include_author=True)
     work.outbox.post("agent_info_request", agent_recipients(active_agents(work.session), work.settings.support.language),
-                     case=case, context={"author": work.sender, "text": text})
+                     case=case, context={"author": work.sender, "text": text}, files=files)
     return Outcome(APPENDED, ("information request recorded",), case.id)
 
 
@@ -82,11 +81,13 @@ def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     case.closed_at = case.updated_at = work.now
     case.waiting_since = None
     text = work.request.body()
-    work.event(case, "closed", text or f"closed by {work.sender.address}")
+    event = work.event(case, "closed", text or f"closed by {work.sender.address}")
+    files = store_attachments(work.session, case, event, work.parsed.attachments)
     to, cc = case_recipients(case)
-    context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or ""}
-    work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True)
+    context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or "",
+               "text": text}
+    work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True, files=files)
     if closed_by == "customer":
         work.outbox.post("case_closed", agent_recipients(active_agents(work.session), work.settings.support.language),
-                         case=case, context=context)
+                         case=case, context=dict(context, for_agents=True), files=files)
     return Outcome(APPENDED, (f"case closed by the {closed_by}",), case.id)

@@ -84,7 +84,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     session.flush()
     details = request.body(BODY_FIELDS)
     event_id = work.event(case, "opened", details)
-    store_attachments(session, case, event_id, work.parsed.attachments)
+    files = store_attachments(session, case, event_id, work.parsed.attachments)
     distribution, not_added = _distribution_from_cc(work, case, client, contact)
     # The new case's list is known: the templates read it without asking the database.
     set_committed_value(case, "distribution", distribution)
@@ -92,11 +92,10 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     granted = priority.request(work, case, client) if wanted else None
     to, cc = [contact_recipient(contact)], [contact_recipient(e.contact) for e in distribution]
     context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
-               "details": details, "attachments": work.parsed.attachments,
-               "licence": licence, "author": work.sender}
-    work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True)
+               "details": details, "licence": licence, "author": work.sender}
+    work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True, files=files)
     work.outbox.post("agent_new_case", agent_recipients(active_agents(session), work.settings.support.language),
-                     case=case, context=context)
+                     case=case, context=context, files=files)
     reasons = [f"case {case.id} opened"] + [f"not added to distribution: {a}" for a in not_added]
     if granted is not None:
         reasons.append(f"priority: {granted.status}")

@@ -38,6 +38,7 @@ class Attachment:
     filename: str
     content_type: str
     data: bytes
+    inline: bool = False  # an image shown in the body of the message, not a file beside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class ParsedMail:
     precedence: str = ""
     has_autoreply_header: bool = False
     list_id: str = ""
+    loops: tuple[str, ...] = ()  # the addresses of every X-Loop field, lowercased
     return_path: str | None = None
     is_report: bool = False
     report_type: str = ""
@@ -122,6 +124,7 @@ def _parsed(message: Message, body: _Body) -> ParsedMail:
             name in fields.values for name in ("x-autoreply", "x-autorespond", "x-autoreply-from")
         ),
         list_id=_collapse(_decode_words(fields.first("list-id"))),
+        loops=tuple(v.strip().strip("<>").lower() for v in fields.all("x-loop")),
         return_path=_return_path(fields.all("return-path")),
         is_report=message.get_content_type() == "multipart/report",
         report_type=_report_type(message),
@@ -428,7 +431,16 @@ def _add_attachment(part: Message, ctype: str, in_report: bool, body: _Body) -> 
             body.bounced.extend(filter(None, [_message_id(_first_field(headers, "message-id"))]))
     if data or name:
         index = len(body.attachments) + 1
-        body.attachments.append(Attachment(_safe_filename(name, ctype, index), ctype, data))
+        body.attachments.append(Attachment(_safe_filename(name, ctype, index), ctype, data,
+                                           _is_inline_image(part, ctype)))
+
+
+def _is_inline_image(part: Message, ctype: str) -> bool:
+    """An image the sender's mail client showed within the text (inline, or referred to by
+    a Content-ID from the HTML) rather than as a file beside it."""
+    if not ctype.startswith("image/") or part.get_content_disposition() == "attachment":
+        return False
+    return part.get_content_disposition() == "inline" or part.get("content-id") is not None
 
 
 def _first_field(message: Message, name: str) -> str:

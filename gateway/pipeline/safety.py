@@ -41,10 +41,11 @@ def automatic_reason(parsed: ParsedMail, envelope_from: str | None) -> str | Non
 
 
 def is_loop(parsed: ParsedMail, settings: Settings) -> bool:
-    """Mail that claims to come from the support address itself."""
+    """Mail that claims to come from the support address itself, or that carries the
+    gateway's own X-Loop: one of its mails coming back through a forwarder."""
     sender = parsed.from_addr or ""
     support = settings.support.address.lower()
-    return sender == support or token_of(sender, support) is not None
+    return sender == support or token_of(sender, support) is not None or support in parsed.loops
 
 
 def dmarc_failed(parsed: ParsedMail, settings: Settings) -> bool:
