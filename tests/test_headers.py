@@ -4,6 +4,7 @@ through `send.build` and `as_bytes()`, and are read back as mutt or Thunderbird 
 (tests/strict.py): unfolded, then decoded by `email.header.decode_header`."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 from email.message import EmailMessage
@@ -100,3 +101,4 @@ def test_the_writer_keeps_any_text_even_uncleaned(subject: str, name: str) -> No
     msg["To"] = headers.address_list("To", [(name, "x@example.org")])
     raw = msg.as_bytes()
     assert strict.problems(raw, subject, {"To": [(name, "x@example.org")]}) == []
+    assert copy.deepcopy(msg).as_bytes() == raw

@@ -7,7 +7,7 @@ and Thunderbird showed "pas pu êtretraitée". Here a value is either simple ASC
 at its own spaces, or a run of UTF-8 encoded words (cut by `email.charset`, which never
 splits a character) that carry every character, spaces included, and are folded between
 the words, where decoders drop the folding whitespace. Every line fits in 78 characters
-and every encoded word in 75.
+(unless one address is longer than that: it cannot be folded) and every encoded word in 75.
 
 The result is a header object (`Written`): an `EmailMessage` stores it as is and its
 generator writes `fold()`'s lines without parsing or refolding them. Never changes the
@@ -45,6 +45,10 @@ class Written(str):
         self = super().__new__(cls, text)
         self.name, self.lines = name, tuple(lines)
         return self
+
+    def __getnewargs__(self) -> tuple[str, str, tuple[str, ...]]:  # type: ignore[override]
+        # copy.deepcopy (which the generator uses on some parts) rebuilds it from these.
+        return self.name, str(self), self.lines
 
     def fold(self, *, policy: Policy) -> str:
         """The header's lines joined by `policy.linesep`, ending with one."""
