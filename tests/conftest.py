@@ -128,15 +128,21 @@ def loaded(engine: Engine) -> Engine:
 
 
 @pytest.fixture
-def relay(free_port: Callable[[], int]) -> Iterator[object]:
-    """A real SMTP server standing in for the outbound relay; collects what it is sent."""
-    from harness import Relay
+def relay(free_port: Callable[[], int], settings: Settings, engine: Engine) -> Iterator[object]:
+    """A real SMTP server standing in for the outbound relay; collects what it is sent.
+
+    When the test ends, every mail it got is checked against its outbox row: Subject and
+    the display names of From, To, Cc and Reply-To must decode, with a strict RFC 2047
+    decoder, to exactly the text meant (see tests/strict.py)."""
+    from harness import Relay, sent_problems
     server = Relay(free_port())
     server.controller.start()
     try:
         yield server
     finally:
         server.controller.stop()
+    found = sent_problems(engine, settings.support.name, server.log)
+    assert not found, "headers that do not decode to the text meant:\n" + "\n".join(found)
 
 
 @pytest.fixture

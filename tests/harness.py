@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+import strict
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from gateway.config import Settings
+from gateway.db import session_scope
+from gateway.models import OutboundMessage
+from gateway.outbound.compose import clean_header
 from gateway.serve import Gateway
 
 SUPPORT = "assistance@editeur.example"
@@ -31,13 +35,16 @@ ADV = "adv@editeur.example"
 
 @dataclass
 class Received:
-    """One delivery the relay accepted: the envelope recipient and the parsed message."""
+    """One delivery the relay accepted: the envelope recipient, the parsed message and its raw bytes."""
     rcpt: str
     message: EmailMessage
+    raw: bytes
 
     @property
     def subject(self) -> str:
-        return str(self.message["Subject"])
+        """The subject as a strict RFC 2047 client shows it (not policy.default's lenient reading)."""
+        found = strict.values(self.raw, "Subject")
+        return strict.decode(found[0]) if found else ""
 
     def text(self) -> str:
         part = self.message.get_body(("plain",))
@@ -49,10 +56,14 @@ class Received:
 
 
 class Relay:
-    """An aiosmtpd server standing in for the outbound relay; keeps every delivery."""
+    """An aiosmtpd server standing in for the outbound relay; keeps every delivery.
+
+    `log` keeps the raw bytes of every message it accepted, even after `clear()`, so that
+    the `relay` fixture can check them all when the test ends."""
 
     def __init__(self, port: int) -> None:
         self.received: list[Received] = []
+        self.log: list[bytes] = []
         self.changed = threading.Condition()
         self.refuse: Callable[[str], str | None] = lambda _rcpt: None
         self.controller = Controller(self, hostname="127.0.0.1", port=port)
@@ -65,11 +76,12 @@ class Relay:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
-        message = email.message_from_bytes(envelope.original_content or envelope.content,
-                                           policy=email.policy.default)
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.changed:
+            self.log.append(raw)
             for rcpt in envelope.rcpt_tos:
-                self.received.append(Received(rcpt.lower(), message))
+                self.received.append(Received(rcpt.lower(), message, raw))
             self.changed.notify_all()
         return "250 OK"
 
@@ -90,6 +102,29 @@ class Relay:
     def clear(self) -> None:
         with self.changed:
             self.received.clear()
+
+
+def sent_problems(engine: Engine, support_name: str, raws: list[bytes]) -> list[str]:
+    """What the mails in `raws` get wrong against their outbox rows (found by Message-ID):
+    Subject, To, Cc, From and Reply-To must decode strictly to the text meant."""
+    ids = [(strict.values(raw, "Message-ID") or [""])[0].strip() for raw in raws]
+    support = [(clean_header(support_name), None)]
+    found = []
+    with session_scope(engine) as session:
+        rows = {row.message_id: row for row in session.scalars(
+            select(OutboundMessage).where(OutboundMessage.message_id.in_(set(ids))))}
+        for raw, message_id in zip(raws, ids):
+            row = rows.get(message_id)
+            if row is None:
+                found.append(f"{message_id or 'a mail without Message-ID'}: no outbox row")
+                continue
+            names = {"To": _named(row.to_header), "Cc": _named(row.cc_header), "From": support, "Reply-To": support}
+            found += [f"{message_id}: {p}" for p in strict.problems(raw, row.subject, names)]
+    return found
+
+
+def _named(pairs: list[list[str]]) -> list[tuple[str, str | None]]:
+    return [(clean_header(name or ""), address) for name, address in pairs]
 
 
 def mail(sender: str, subject: str, body: str = "Bonjour,\n\nVoici le détail.\n", *,
@@ -117,7 +152,7 @@ def reply_to(received: Received, sender: str, body: str, subject: str | None = N
     """A reply as a mail client writes it: to the Reply-To, threaded, quoting the original."""
     original = received.message
     quoted = "\n".join("> " + line for line in received.text().splitlines())
-    msg = mail(sender, subject or f"RE: {original['Subject']}",
+    msg = mail(sender, subject or f"RE: {received.subject}",
                f"{body}\n\nLe 28/11/2026 à 10:02, Support a écrit :\n{quoted}\n",
                to=str(original["Reply-To"]), **kwargs)
     msg["In-Reply-To"] = original["Message-ID"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from harness import CLAIRE, GREGOIRE, MATHILDE, PAUL, SAMPLE_DATA, SUPPORT, Received, mail, reply_to
+from harness import CLAIRE, GREGOIRE, HELENE, MATHILDE, PAUL, SAMPLE_DATA, SUPPORT, Received, mail, reply_to
 from sqlalchemy import Engine, select
 
 from gateway import intake, refdata
@@ -190,6 +190,22 @@ def test_every_message_of_a_case_threads_under_its_first(loaded, smtp, relay, t0
         assert references[0] == opening_id  # the root every mail client threads under
         assert header(r.message, "In-Reply-To") in references
         assert r.subject.startswith(f"[Dossier #{number}] ")
+
+
+def test_accented_subjects_and_names_read_exactly_in_a_strict_client(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+    # Python's own folding put the space between "être" and "traitée" between two encoded
+    # words, which mutt and Thunderbird drop; the relay fixture checks every header too.
+    inactive = "[CLIENT C10042] [SERIE SN-1B22-0042] [CRITICITE 2] Bulletins de paie"
+    assert deliver(loaded, smtp, mail(CLAIRE, inactive), t0).outcome == "refused"
+    title = "Écran figé après la mise à jour : impossible d'éditer les « bons de livraison » de décembre"
+    opened = deliver(loaded, smtp, mail(HELENE, f"[CLIENT C20077] [SERIE SN-88C1-5530] [CRITICITE 3] {title}"), t0)
+    assert opened.outcome == "created", opened.reasons
+    send.drain(loaded, smtp, now=t0)
+    [notice] = relay.to(CLAIRE)
+    assert notice.subject == "Licence SN-1B22-0042 inactive : votre demande n'a pas pu être traitée"
+    [ack] = relay.to(HELENE)
+    assert ack.subject == f"[Dossier #{opened.case_id}] {title}"
+    assert [a.display_name for a in ack.message["To"].addresses] == ["Hélène Dupré"]
 
 
 def _encoded(text: str) -> str:

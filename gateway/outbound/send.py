@@ -13,7 +13,7 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery,
                             OutboundFile)
+from gateway.outbound import headers
 from gateway.outbound.compose import clean_header
 from gateway.outbound.token import reply_address
 
@@ -40,14 +41,14 @@ def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = 
     out = delivery.message
     support = settings.support
     msg = EmailMessage()
-    msg["From"] = _address(support.name, support.address)
+    msg["From"] = _addresses("From", [(support.name, support.address)])
     if out.to_header:
-        msg["To"] = ", ".join(_address(n, a) for n, a in out.to_header)
+        msg["To"] = _addresses("To", out.to_header)
     if out.cc_header:
-        msg["Cc"] = ", ".join(_address(n, a) for n, a in out.cc_header)
+        msg["Cc"] = _addresses("Cc", out.cc_header)
     reply_to = reply_address(support.address, delivery.token) if delivery.token else support.address
-    msg["Reply-To"] = _address(support.name, reply_to)
-    msg["Subject"] = out.subject
+    msg["Reply-To"] = _addresses("Reply-To", [(support.name, reply_to)])
+    msg["Subject"] = headers.unstructured("Subject", out.subject)
     msg["Date"] = format_datetime(out.created_at.replace(tzinfo=dt.UTC))
     msg["Message-ID"] = out.message_id
     if out.in_reply_to:
@@ -89,10 +90,10 @@ def carried_files(session: Session, outbound_id: int) -> list[Attachment]:
         .where(OutboundFile.message_id == outbound_id).order_by(OutboundFile.id)))
 
 
-def _address(name: str, address: str) -> str:
+def _addresses(header: str, mailboxes: list[tuple[str, str]]) -> headers.Written:
     # Names come from reference data and configuration, written by people: a line break in
     # one must neither add a header nor make the message impossible to build.
-    return formataddr((clean_header(name or ""), address))
+    return headers.address_list(header, [(clean_header(name or ""), address) for name, address in mailboxes])
 
 
 def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> list[int]:
