@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.jobs.common import Item, Job, add_event, local, lock_case, post, staff
+from gateway.jobs.common import Item, Job, add_event, lock_case, post, staff
 from gateway.models import CLOSED, Case, CaseEvent, Escalation
 
 
@@ -49,8 +49,9 @@ def act(settings: Settings, session: Session, now: dt.datetime, case_id: int) ->
     details = session.scalar(select(CaseEvent.text).where(
         CaseEvent.case_id == case.id, CaseEvent.kind == "opened").order_by(CaseEvent.id).limit(1))
     post(session, settings, now, "escalation", [staff(settings, lead)], case=case, context={
-        "hours": hours, "opened_at": local(settings, case.opened_at),
-        "waited_hours": int((now - case.opened_at).total_seconds() // 3600), "details": details or ""})
+        "hours": hours, "opened_at": case.opened_at,
+        "waited_hours": int((now - case.opened_at).total_seconds() // 3600),
+        "details": details or ""})
     return "escalation"
 
 
