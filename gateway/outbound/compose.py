@@ -3,7 +3,8 @@
 Templates live in `templates/<language>/<kind>.txt` and `.html`; the text template's first
 line is `Subject: ...`. HTML is autoescaped; text is not. Every context has `settings` and
 `lang`: the `date` and `day` filters show stored times (naive UTC) in the `[jobs] timezone`
-in the language's format, and `zone_label()` names that zone. Never touches the database.
+in the language's format, `zone_label()` names that zone, and `described` reads a timeline
+event for the templates (gateway/timeline.py). Never touches the database.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+
+from gateway import timeline
 
 LANGUAGES = ("fr", "en")
 CRITICALITY_NAMES = {
@@ -54,6 +57,7 @@ def environment(templates_dir: str, autoescape: bool) -> jinja2.Environment:
     env.filters["status"] = lambda s, lang: STATUS_NAMES.get(lang, STATUS_NAMES["fr"]).get(s, s)
     env.filters["date"] = _date_filter
     env.filters["day"] = _day_filter
+    env.filters["described"] = timeline.describe
     env.globals["zone_label"] = _zone_label_global
     return env
 
