@@ -464,8 +464,7 @@ def test_a_daily_job_catches_up_only_when_its_time_passed_unseen(settings) -> No
 def template_contexts(evil: str) -> dict[str, dict]:
     from test_templates import make_case
     case = make_case(title="Impossible d'éditer le grand livre" + evil)
-    base = {"case": case, "case_subject": f"[Dossier #{case.id}] {case.title}", "settings": Settings(),
-            "timezone": "Europe/Paris"}
+    base = {"case": case, "case_subject": f"[Dossier #{case.id}] {case.title}", "settings": Settings()}
     staff = {**base, "case": None, "case_subject": ""}
     refusal = {"at": dt.datetime(2025, 3, 3, 10, 5), "sender": "marie@durand.example", "subject": "Paie" + evil,
                "request": "open"}
@@ -477,7 +476,7 @@ def template_contexts(evil: str) -> dict[str, dict]:
         "escalation": {**base, "hours": 8, "opened_at": dt.datetime(2025, 3, 3, 9, 0), "waited_hours": 9,
                        "details": "Tout est bloqué." + evil},
         "sales_digest": {**staff, "day": dt.date(2025, 3, 3), "since": dt.datetime(2025, 3, 1),
-                         "until": dt.datetime(2025, 3, 4), "total": 2, "groups": [
+                         "until": dt.datetime(2025, 3, 4), "one_day": False, "total": 2, "groups": [
                              {"licence": case.licence, "client": case.client, "refusals": [refusal, refusal]}]},
         "licence_expired": {**staff, "licence": SimpleNamespace(serial="SN-7F3A-2291", product="Compta Pro" + evil),
                             "client": case.client, "ends_on": dt.date(2025, 3, 3), "open_cases": 1},

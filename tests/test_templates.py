@@ -25,6 +25,7 @@ SETTINGS = NS(
                language="fr"),
     sales_admin=NS(address="adv@editeur.example", phone="+33 1 23 45 67 89"),
     cases=NS(reopen_days=7, resolved_autoclose_days=7),
+    jobs=NS(timezone="Europe/Paris"),
 )
 
 PROBLEM_CODES = {
@@ -342,8 +343,10 @@ def test_sales_alert_lists_all_facts():
     for lang in LANGS:
         r = compose.render(TEMPLATES, "sales_alert", lang, ctx)
         assert "C10042" in r.subject and "Durand & Fils" in r.subject and "SN-7F3A-2291" in r.subject
+        # 14:05 UTC is 16:05 in Paris in May.
+        when = {"fr": "03/05/2024 16:05 (heure de Paris)", "en": "3 May 2024 16:05 (Paris time)"}[lang]
         for fact in ("C10042", "Durand & Fils", "SN-7F3A-2291", "Compta Pro", "marie.durand@durand.example",
-                     "03/05/2024 14:05", "grand livre"):
+                     when, "grand livre"):
             assert fact in r.text
 
 

@@ -22,6 +22,7 @@ SETTINGS = NS(
                language="fr"),
     sales_admin=NS(address="adv@editeur.example", phone="+33 1 23 45 67 89"),
     cases=NS(reopen_days=7, resolved_autoclose_days=7),
+    jobs=NS(timezone="Europe/Paris"),
 )
 
 EVENT_KINDS = ("opened", "customer_message", "agent_message", "info_request", "status_change", "priority",
@@ -264,7 +265,9 @@ def test_follow_list_one_aligned_line_per_case(lang):
         ("waiting for your answer", "blocking", "★ priority", "reply from support")
     for word in words:
         assert word in first
-    assert "28/11/2026 10:02" in first and "Lenteurs à la clôture" in first
+    # AT is 10:02 UTC: 11:02 in Paris in November.
+    assert ("28/11/2026 11:02" if lang == "fr" else "28 Nov 2026 11:02") in first
+    assert "Lenteurs à la clôture" in first
     crit = {"fr": ("bloquante", "normale", "haute"), "en": ("blocking", "normal", "high")}[lang]
     assert len({row.index(word) for row, word in zip(rows, crit)}) == 1
     assert "★" not in rows[1] and "★" not in rows[2]
@@ -314,9 +317,13 @@ def test_follow_case_summary_and_timeline(lang):
     for fact in ("4711", "Impossible d'éditer le grand livre", "Durand & Fils", "SN-7F3A-2291", "Comptabilité",
                  "Marie Durand <marie.durand@durand.example>", "Paul Martin <paul.martin@durand.example>",
                  "compta@durand.example", "capture écran.png", "journal.log", "journal.txt",
-                 "jean.support@editeur.example", "28/11/2026 10:02", "28/11/2026 10:07",
-                 "Pouvez-vous envoyer le journal ?"):
+                 "jean.support@editeur.example", "Pouvez-vous envoyer le journal ?"):
         assert fact in r.text, fact
+    # The events' times are Paris time (AT is 10:02 UTC), said once.
+    times = ("28/11/2026 11:02", "28/11/2026 11:07", "heure de Paris") if lang == "fr" else \
+        ("28 Nov 2026 11:02", "28 Nov 2026 11:07", "Paris time")
+    for fact in times:
+        assert fact in r.text and fact in r.html, fact
     words = {"fr": ("en attente de votre réponse", "haute", "ouverture du dossier", "réponse du support",
                     "en cours → en attente de votre réponse", "relance", "clôture", "réouverture"),
              "en": ("waiting for your answer", "high", "case opened", "reply from support",

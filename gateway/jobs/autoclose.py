@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway import timeline
 from gateway.config import Settings
 from gateway.jobs.common import Item, Job, add_event, local, lock_case, post
 from gateway.models import CLOSED, RESOLVED, Case, CaseEvent
@@ -49,7 +50,7 @@ def act(settings: Settings, session: Session, now: dt.datetime, case_id: int) ->
         return None
     case.status, case.closed_at, case.updated_at, case.waiting_since = CLOSED, now, now, None
     days = settings.cases.resolved_autoclose_days
-    add_event(session, settings, now, case, "closed", f"closed automatically: resolved {days} day(s) ago")
+    add_event(session, settings, now, case, "closed", timeline.closed_resolved(days))
     to, cc = case_recipients(case)
     post(session, settings, now, "resolved_autoclose", to, cc, case=case, context={
         "days": days, "resolved_on": local(settings, since).date()})

@@ -70,7 +70,6 @@ def post(session: Session, settings: Settings, now: dt.datetime, kind: str, to: 
          cc: Sequence[Recipient] = (), case: Case | None = None,
          context: dict[str, Any] | None = None) -> list[int]:
     """Automatic mail (Auto-Submitted: auto-generated), threaded with the case if any."""
-    context = dict(context or {}, timezone=settings.jobs.timezone)
     return Outbox(session, settings, now).post(kind, to, list(cc), case=case, context=context,
                                                auto_submitted=AUTO_GENERATED)
 

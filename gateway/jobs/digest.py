@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway import workdays
 from gateway.config import Settings
-from gateway.jobs.common import Item, Job, local, post, staff, today, zone
+from gateway.jobs.common import Item, Job, post, staff, today, zone
 from gateway.models import Client, Licence, LicenceRefusal, SalesDigest
 
 
@@ -46,12 +46,13 @@ def act(settings: Settings, session: Session, now: dt.datetime, key: int) -> str
     if not rows:
         return "empty digest"
     groups = [{"licence": licence, "client": client,
-               "refusals": [{"at": local(settings, r.at), "sender": r.sender, "subject": r.subject,
+               "refusals": [{"at": r.at, "sender": r.sender, "subject": r.subject,
                              "request": r.request} for r, _, _ in members]}
               for (licence, client), members in
               ((k, list(g)) for k, g in groupby(rows, key=lambda row: (row[1], row[2])))]
     post(session, settings, now, "sales_digest", [staff(settings, settings.sales_admin.address)], context={
-        "day": day, "since": local(settings, digest.since), "until": local(settings, until),
+        "day": day, "since": digest.since, "until": until,
+        "one_day": digest.since == workdays.local_midnight(day, zone(settings)),
         "groups": groups, "total": len(rows)})
     return "digest"
 

@@ -10,8 +10,9 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import timeline
 from gateway.config import Settings
-from gateway.jobs.common import Item, Job, add_event, local, lock_case, post, staff
+from gateway.jobs.common import Item, Job, add_event, lock_case, post, staff
 from gateway.models import CLOSED, Case, CaseEvent, Escalation
 
 
@@ -44,13 +45,13 @@ def act(settings: Settings, session: Session, now: dt.datetime, case_id: int) ->
     session.flush()
     lead = settings.support.lead_address
     hours = settings.sla.first_response_hours[case.criticality]
-    add_event(session, settings, now, case, "escalation",
-              f"escalated to {lead}: no agent answer within {hours} h", internal=True)
+    add_event(session, settings, now, case, "escalation", timeline.escalated(lead, hours), internal=True)
     details = session.scalar(select(CaseEvent.text).where(
         CaseEvent.case_id == case.id, CaseEvent.kind == "opened").order_by(CaseEvent.id).limit(1))
     post(session, settings, now, "escalation", [staff(settings, lead)], case=case, context={
-        "hours": hours, "opened_at": local(settings, case.opened_at),
-        "waited_hours": int((now - case.opened_at).total_seconds() // 3600), "details": details or ""})
+        "hours": hours, "opened_at": case.opened_at,
+        "waited_hours": int((now - case.opened_at).total_seconds() // 3600),
+        "details": timeline.person_text("opened", details or "")})
     return "escalation"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway import timeline
 from gateway.config import Settings
 from gateway.jobs.common import Item, Job, add_event, later, local, lock_case, post
 from gateway.models import CLOSED, WAITING, Case, CaseEvent, Reminder
@@ -92,7 +93,7 @@ def _remind(settings: Settings, session: Session, now: dt.datetime, case: Case, 
     session.add(Reminder(case_id=case.id, period=wait.since, number=number, at=now))
     session.flush()
     total = settings.reminders.max
-    add_event(session, settings, now, case, "reminder", f"reminder {number}/{total} sent")
+    add_event(session, settings, now, case, "reminder", timeline.reminder(number, total))
     question = session.scalar(select(CaseEvent.text).where(
         CaseEvent.case_id == case.id, CaseEvent.kind == "agent_message")
         .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()).limit(1))
@@ -116,8 +117,7 @@ def _closes_on(settings: Settings, now: dt.datetime, number: int) -> dt.date | N
 
 def _close(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait) -> str:
     case.status, case.closed_at, case.updated_at, case.waiting_since = CLOSED, now, now, None
-    add_event(session, settings, now, case, "closed",
-              f"closed automatically: no answer after {len(wait.sent)} reminder(s)")
+    add_event(session, settings, now, case, "closed", timeline.closed_no_answer(len(wait.sent)))
     to, cc = case_recipients(case)
     post(session, settings, now, "autoclose_notice", to, cc, case=case, context={
         "reminders": len(wait.sent), "asked_on": local(settings, wait.since).date()})

@@ -1,16 +1,23 @@
 """Render one outbound message from templates: (kind, language, context) -> subject, text, HTML.
 
 Templates live in `templates/<language>/<kind>.txt` and `.html`; the text template's first
-line is `Subject: ...`. HTML is autoescaped; text is not. Never touches the database.
+line is `Subject: ...`. HTML is autoescaped; text is not. Every context has `settings` and
+`lang`: the `date` and `day` filters show stored times (naive UTC) in the `[jobs] timezone`
+in the language's format, `zone_label()` names that zone, and `described` reads a timeline
+event for the templates (gateway/timeline.py). Never touches the database.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
+
+from gateway import timeline
 
 LANGUAGES = ("fr", "en")
 CRITICALITY_NAMES = {
@@ -24,6 +31,8 @@ STATUS_NAMES = {
            "resolu": "resolved", "clos": "closed"},
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# English dates spell the month: "03/05/2026" reads as March to some and May to others.
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,70 @@ def environment(templates_dir: str, autoescape: bool) -> jinja2.Environment:
     env.filters["criticality"] = lambda n, lang: CRITICALITY_NAMES.get(lang, CRITICALITY_NAMES["fr"]).get(n, str(n))
     env.filters["status"] = lambda s, lang: STATUS_NAMES.get(lang, STATUS_NAMES["fr"]).get(s, s)
     env.filters["filesize"] = file_size
-    env.filters["date"] = lambda d: d.strftime("%d/%m/%Y %H:%M") if d else ""
+    env.filters["date"] = _date_filter
+    env.filters["day"] = _day_filter
+    env.filters["described"] = timeline.describe
+    env.globals["zone_label"] = _zone_label_global
     return env
+
+
+def format_day(day: dt.date, lang: str) -> str:
+    """A calendar day as people of `lang` write it: 30/11/2026, 30 Nov 2026."""
+    if lang == "en":
+        return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+    return day.strftime("%d/%m/%Y")
+
+
+def in_zone(moment: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """`moment` (naive UTC, as stored, or aware) as an aware time in `zone`."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(zone)
+
+
+def format_time(moment: dt.datetime, lang: str, zone: ZoneInfo) -> str:
+    """`moment` as a local date and time in `zone`: 30/11/2026 14:05, 30 Nov 2026 14:05."""
+    local = in_zone(moment, zone)
+    return f"{format_day(local.date(), lang)} {local:%H:%M}"
+
+
+def zone_label(key: str, lang: str) -> str:
+    """The zone `key` as a reader says it: "heure de Paris", "Paris time" for Europe/Paris;
+    the key itself for a zone without a city ("heure UTC", "UTC time")."""
+    if "/" not in key or key.startswith("Etc/"):
+        return f"heure {key}" if lang == "fr" else f"{key} time"
+    city = key.rsplit("/", 1)[1].replace("_", " ")
+    if lang == "fr":
+        return f"heure d'{city}" if city[0] in "AEIOUYH" else f"heure de {city}"
+    return f"{city} time"
+
+
+def _zone(ctx: Any) -> ZoneInfo:
+    return ZoneInfo(ctx["settings"].jobs.timezone)
+
+
+@jinja2.pass_context
+def _date_filter(ctx: Any, moment: dt.datetime | dt.date | None) -> str:
+    """A stored time as local date and time; a plain day as a day."""
+    if not moment:
+        return ""
+    if not isinstance(moment, dt.datetime):
+        return format_day(moment, ctx["lang"])
+    return format_time(moment, ctx["lang"], _zone(ctx))
+
+
+@jinja2.pass_context
+def _day_filter(ctx: Any, day: dt.datetime | dt.date | None) -> str:
+    """A day; a stored time gives its local day."""
+    if not day:
+        return ""
+    if isinstance(day, dt.datetime):
+        day = in_zone(day, _zone(ctx)).date()
+    return format_day(day, ctx["lang"])
+
+
+@jinja2.pass_context
+def _zone_label_global(ctx: Any) -> str:
+    return zone_label(ctx["settings"].jobs.timezone, ctx["lang"])
 
 
 def render(templates_dir: str, kind: str, language: str, context: dict[str, Any]) -> Rendered:

@@ -5,6 +5,7 @@ note that no customer ever sees. Never commits.
 """
 from __future__ import annotations
 
+from gateway import timeline
 from gateway.models import APPENDED, CLOSED, IN_PROGRESS, RESOLVED, WAITING, Case
 from gateway.outbound.outbox import HUMAN
 from gateway.pipeline.attachments import store_attachments
@@ -35,7 +36,7 @@ def agent_message(work: Work, case: Case | None) -> Outcome:
     event = work.event(case, "agent_message", text)
     files = store_attachments(work.session, case, event, work.parsed.attachments)
     if changed:
-        work.event(case, "status_change", f"{case.status} -> {new_status}")
+        work.event(case, "status_change", timeline.status_change(case.status, new_status))
         case.status = new_status
         case.waiting_since = now if new_status == WAITING else None
         case.closed_at = now if new_status == CLOSED else None

@@ -12,6 +12,7 @@ import re
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
+from gateway import timeline
 from gateway.models import APPENDED, CONTACT_ACTIVE, CREATED, NEW, Case, Contact, Licence
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline.grammar import normalise
@@ -129,7 +130,7 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
                 opened_at=work.now, updated_at=work.now, last_customer_at=work.now)
     work.session.add(case)
     work.session.flush()
-    work.event(case, "opened", work.request.text or f"remove contact {target}")
+    work.event(case, "opened", work.request.text or timeline.contact_removal(target))
     context = {"not_added": [], "priority_wanted": False, "priority": None,
                "details": work.request.text, "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", [contact_recipient(requester)], case=case, context=context,

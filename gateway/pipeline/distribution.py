@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from gateway import timeline
 from gateway.models import APPENDED, CONTACT_ACTIVE, Case, Contact, DistributionEntry
 from gateway.pipeline.grammar import split_addresses
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
@@ -34,8 +35,8 @@ def change_distribution(work: Work, case: Case) -> Outcome:
     changes = [_apply(work, case, entries, sign, raw) for sign, raw in items]
     done = [c for c in changes if c.done]
     if done:
-        text = ", ".join(f"{c.sign}{c.address}" for c in done)
-        work.event(case, "distribution_change", text)
+        work.event(case, "distribution_change", timeline.distribution_change(
+            [c.address for c in done if c.sign == "+"], [c.address for c in done if c.sign == "-"]))
         case.updated_at = work.now
     work.session.flush()
     work.session.refresh(case, ["distribution"])

@@ -44,7 +44,8 @@ def follow_up(work: Work, case: Case) -> Outcome:
         return work.refuse([Problem("empty_message")], case=case)
     reopened = case.status in (CLOSED, RESOLVED)
     if reopened:
-        work.event(case, "reopened", f"reopened by {work.sender.address}")
+        # The kind and the author say it all: a mail puts it in the reader's words.
+        work.event(case, "reopened", "")
         case.closed_at = None
     if case.status in (WAITING, RESOLVED, CLOSED):
         case.status = IN_PROGRESS if case.first_agent_at else NEW
@@ -81,7 +82,7 @@ def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     case.closed_at = case.updated_at = work.now
     case.waiting_since = None
     text = work.request.body()
-    event = work.event(case, "closed", text or f"closed by {work.sender.address}")
+    event = work.event(case, "closed", text)  # the closing words as written, if any
     files = store_attachments(work.session, case, event, work.parsed.attachments)
     to, cc = case_recipients(case)
     context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or "",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway import timeline
 from gateway.models import Case, CaseEvent, Client, Contract, PointsEntry
 from gateway.pipeline.work import Work
 
@@ -50,7 +51,7 @@ def request(work: Work, case: Case, client: Client) -> PriorityResult:
     session.refresh(contract)
     case.priority = True
     session.add(CaseEvent(case_id=case.id, kind="priority", author=work.sender.address or "",
-                          at=work.now, text=f"priority granted, {contract.points} point(s) left",
+                          at=work.now, text=timeline.priority_granted(contract.points),
                           inbound_id=work.inbound.id))
     return PriorityResult("granted", contract.points)
 
