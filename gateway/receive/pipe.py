@@ -108,7 +108,7 @@ def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
         settings, engine = connect()
         ids, failed = [intake.store(engine, raw, door="pipe").id], []
     if failed:
-        delivery.line = f"gateway: could not store {', '.join(failed)} (see the log); the MTA will retry"
+        delivery.line = f"gateway: could not store {', '.join(failed)} (see the log)"
     else:
         delivery.stored()
     for start in range(0, len(ids), BATCH):
