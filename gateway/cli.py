@@ -11,14 +11,16 @@ from typing import Any
 
 import click
 
-from gateway import cli_refdata, config, schema, views
+from gateway import cli_refdata, config, logs, schema, views
 from gateway.db import make_engine, session_scope
 from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, HELD, Delivery, InboundMessage
 
-EX_TEMPFAIL = 75
+log = logging.getLogger(__name__)
 
 
 class App:
+    """What every command shares: the settings and the engine, opened on first use."""
+
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
         self._settings: config.Settings | None = None
@@ -31,6 +33,8 @@ class App:
                 self._settings = config.load(self.config_path)
             except config.ConfigError as exc:
                 raise click.ClickException(str(exc)) from exc
+            if self._settings.log.file:
+                logs.to_file(self._settings.path(self._settings.log.file))
         return self._settings
 
     @property
@@ -41,10 +45,15 @@ class App:
         return self._engine
 
     def close(self) -> None:
-        """Release the database connections when the command ends."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        """Release the database connections and the log file when the command ends; never
+        raises, since the command's outcome is decided by then."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            try:
+                engine.dispose()
+            except Exception:  # noqa: BLE001
+                log.warning("could not close the database connections", exc_info=True)
+        logs.close()
 
 
 pass_app = click.make_pass_decorator(App)
@@ -64,16 +73,15 @@ def _print(data: Any, as_json: bool, columns: list[str] | None = None) -> None:
 
 
 @click.group()
-@click.option("--config", "config_path", envvar="GATEWAY_CONFIG", type=click.Path(dir_okay=False),
+# A plain string: a file that cannot be read is the command's failure (75 for `ingest`),
+# not a usage error that an MTA would take as a reason to bounce the message.
+@click.option("--config", "config_path", envvar="GATEWAY_CONFIG", metavar="FILE",
               help="Configuration file (default: config/gateway.toml).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Email-driven support-case gateway."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "mail.log", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logs.setup(verbose)
     ctx.obj = App(config_path)
     ctx.call_on_close(ctx.obj.close)
 
@@ -115,27 +123,14 @@ def ingest(app: App, paths: tuple[str, ...]) -> None:
     """Store messages (standard input, files, folders or Maildirs), then process them.
 
     Exit status speaks of storing only: 0 once every message is stored, 75 when one could
-    not be stored (an MTA then retries).
+    not be stored, whatever else happens (an MTA then retries). Standard error gets one
+    line at most; reading standard input, the log goes to `[log] file`, syslog or nowhere.
     """
-    from gateway.pipeline import run
-    from gateway.receive import pipe
-    try:
-        engine = app.engine
-        ids, failed = pipe.store_all(engine, pipe.read_sources(list(paths)))
-    except Exception as exc:  # noqa: BLE001 - the MTA must retry, not lose the message
-        click.echo(f"could not store: {exc}", err=True)
-        sys.exit(EX_TEMPFAIL)
-    for start in range(0, len(ids), pipe.BATCH):
-        batch = ids[start:start + pipe.BATCH]
-        try:
-            run.process_many(engine, app.settings, batch)
-        except Exception as exc:  # noqa: BLE001 - stored: `serve` will process them later
-            click.echo(f"messages {batch[0]}..{batch[-1]} stored, processing deferred: {exc}", err=True)
-    if failed:
-        click.echo(f"could not store: {', '.join(failed)}", err=True)
-        sys.exit(EX_TEMPFAIL)
-    if paths:  # a pipe from an MTA (standard input) wants silence
-        click.echo(f"{len(ids)} message(s) stored and processed")
+    from gateway.receive import pipe, pipe_exit
+    if not paths:
+        logs.for_pipe()
+    pipe_exit.leave(pipe_exit.run(
+        lambda delivery: pipe.ingest(lambda: (app.settings, app.engine), list(paths), delivery)))
 
 
 @main.command()

@@ -141,6 +141,13 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """Where commands append their log. Empty: standard error; for `ingest` reading standard
+    input (an MTA's pipe), syslog (facility mail) when /dev/log exists, else nowhere."""
+    file: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -153,6 +160,7 @@ class Settings:
     sla: SlaSettings = SlaSettings()
     contacts: ContactSettings = ContactSettings()
     jobs: JobSettings = JobSettings()
+    log: LogSettings = LogSettings()
     templates_dir: str = str(PROJECT_DIR / "templates")
     base_dir: str = "."
 
@@ -182,7 +190,7 @@ _SECTIONS: dict[str, type] = {
     "outbound": OutboundSettings, "support": SupportSettings,
     "sales_admin": SalesAdminSettings, "reminders": ReminderSettings,
     "cases": CaseSettings, "sla": SlaSettings, "contacts": ContactSettings,
-    "jobs": JobSettings,
+    "jobs": JobSettings, "log": LogSettings,
 }
 
 

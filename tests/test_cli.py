@@ -20,9 +20,10 @@ from harness import CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, m
 from sqlalchemy import Engine, make_url, text
 
 from gateway import intake
-from gateway.cli import EX_TEMPFAIL, main
+from gateway.cli import main
 from gateway.config import Settings
 from gateway.pipeline import run
+from gateway.receive.pipe_exit import EX_TEMPFAIL
 
 OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Factures impossibles"
 OPEN_HELENE = "[CLIENT C20077] [SERIE SN-88C1-5530] [CRITICITE 3] Lenteurs"
@@ -139,7 +140,7 @@ def test_ingest_exits_75_when_the_database_cannot_be_reached(settings, tmp_path)
     broken = Cli(write_config(tmp_path / "broken.toml", _unreachable_database(settings, tmp_path)))
     result = broken("ingest", input=mail(CLAIRE, OPEN).as_bytes())
     assert result.exit_code == EX_TEMPFAIL == 75, result.output
-    assert "could not store" in result.stderr
+    assert result.stderr.startswith("gateway: could not store the message (")
     assert "Traceback" not in result.output
 
 
@@ -154,7 +155,7 @@ def test_ingest_exits_75_when_storing_fails_then_stores_on_the_retry(cli, loaded
         with loaded.begin() as connection:
             connection.execute(text("ALTER TABLE inbound_messages_away RENAME TO inbound_messages"))
     assert result.exit_code == 75, result.output
-    assert "could not store: <stdin>" in result.stderr
+    assert result.stderr.startswith("gateway: could not store the message (")
     assert cli.json("inbound", "list") == []
     cli.ok("ingest", input=raw)  # the MTA tries again later
     assert [r["outcome"] for r in cli.json("inbound", "list")] == ["created"]

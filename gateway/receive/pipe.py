@@ -1,18 +1,22 @@
 """The pipe door behind `gateway ingest`: read raw messages from stdin, files or folders.
 
 An MTA pipes one message to standard input; an operator replays a backlog from files, a
-folder of `.eml` files or a Maildir. Each message is stored as it is read.
+folder of `.eml` files or a Maildir. Each message is stored as it is read, then processed.
+How the command ends (its exit status whatever happens) is `pipe_exit`'s business.
 """
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from gateway import intake
+from gateway.config import Settings
+from gateway.pipeline import run as pipeline
+from gateway.receive.pipe_exit import Delivery, reason
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages stored, then processed, per transaction when replaying a folder
@@ -84,3 +88,36 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
     if batch:
         flush()
     return stored, failed
+
+
+def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
+           delivery: Delivery) -> None:
+    """Store the messages of `paths` (standard input when empty), then process them.
+
+    `connect` gives the settings and an engine on an upgraded schema; standard input is
+    read before it is called. `delivery` is marked stored once every message is committed;
+    a message that could not be stored is named on its line and leaves the status at 75.
+    A failure to process is logged and leaves the messages to `serve`: it never changes the
+    status. Raises what prevents storing (`pipe_exit.run` makes it a 75).
+    """
+    if paths:
+        settings, engine = connect()
+        ids, failed = store_all(engine, read_sources(paths))
+    else:
+        [(_, raw)] = read_sources([])
+        settings, engine = connect()
+        ids, failed = [intake.store(engine, raw, door="pipe").id], []
+    if failed:
+        delivery.line = f"gateway: could not store {', '.join(failed)} (see the log)"
+    else:
+        delivery.stored()
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start:start + BATCH]
+        try:
+            pipeline.process_many(engine, settings, batch)
+        except Exception as exc:  # noqa: BLE001 - stored: `serve` processes them later
+            log.exception("messages %s..%s stored, processing deferred", batch[0], batch[-1])
+            delivery.line = delivery.line or (f"gateway: messages {batch[0]}..{batch[-1]} stored, "
+                                              f"processing deferred ({reason(exc)})")
+    if paths:
+        delivery.summary = f"{len(ids)} message(s) stored and processed"
