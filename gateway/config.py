@@ -91,6 +91,13 @@ class SupportSettings:
     language: str = "fr"
     answers_per_hour: int = 20
     trusted_authserv_id: str = ""
+    # Notices about someone else's message: at most this many to one recipient per window
+    # about one case, or about one author's messages; the rest go out later as one digest.
+    notices_per_window: int = 5
+    notice_window_minutes: int = 15
+    # Answers (refusals, registration) to senders who are neither contacts nor agents, all
+    # addresses together: backscatter to forged senders stays bounded.
+    stranger_answers_per_hour: int = 30
 
 
 @dataclass(frozen=True)

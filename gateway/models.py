@@ -212,12 +212,17 @@ class OutboundMessage(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
     auto_submitted: Mapped[str] = mapped_column(String(32))
+    # "notice": a mail about someone else's message (capped per recipient, see outbound/digest.py);
+    # "stranger": an answer to a sender who is neither a contact nor an agent; "" otherwise.
+    audience: Mapped[str] = mapped_column(String(16), default="")
+    author: Mapped[str | None] = mapped_column(String(320))  # who wrote the message it is about
     to_header: Mapped[list[Any]] = mapped_column(default=list)
     cc_header: Mapped[list[Any]] = mapped_column(default=list)
     subject: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     html: Mapped[str] = mapped_column(Text)
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="message", lazy="selectin")
+    __table_args__ = (Index("ix_outbound_messages_audience_created", "audience", "created_at"),)
 
 
 class OutboundFile(Base):
@@ -229,6 +234,9 @@ class OutboundFile(Base):
 
 
 DELIVERY_PENDING, DELIVERY_SENT, DELIVERY_FAILED = "pending", "sent", "failed"
+# A notice over its recipient's cap waits (held_back) for the window to end, then goes out
+# within one digest mail; its own row is then "merged".
+DELIVERY_HELD_BACK, DELIVERY_MERGED = "held_back", "merged"
 
 
 class Delivery(Base):
@@ -258,6 +266,22 @@ class Registration(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     email: Mapped[str] = mapped_column(String(320), index=True)
     code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # wrong codes; a few end it
+
+
+class Confirmation(Base):
+    """A message that waits for its sender's real address to confirm it (a reply through
+    the token of the confirmation mail): an agent's message without proof, or a change of
+    who may read a company's cases."""
+    __tablename__ = "confirmations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inbound_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # agent, contact
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -66,6 +66,7 @@ class Relay:
         self.log: list[bytes] = []
         self.changed = threading.Condition()
         self.refuse: Callable[[str], str | None] = lambda _rcpt: None
+        self.on_received: Callable[[Received], None] | None = None  # e.g. a forwarding mailbox
         self.controller = Controller(self, hostname="127.0.0.1", port=port)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
@@ -78,11 +79,14 @@ class Relay:
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
+        got = [Received(rcpt.lower(), message, raw) for rcpt in envelope.rcpt_tos]
         with self.changed:
             self.log.append(raw)
-            for rcpt in envelope.rcpt_tos:
-                self.received.append(Received(rcpt.lower(), message, raw))
+            self.received.extend(got)
             self.changed.notify_all()
+        if self.on_received is not None:
+            for received in got:
+                self.on_received(received)
         return "250 OK"
 
     def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 20) -> list[Received]:
@@ -145,6 +149,33 @@ def mail(sender: str, subject: str, body: str = "Bonjour,\n\nVoici le détail.\n
         maintype, _, subtype = ctype.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return msg
+
+
+def agent_mail(engine: Engine, settings: Settings, agent: str, number: int, subject: str,
+               body: str = "Bonjour,\n\nVoici notre réponse.\n", **kwargs) -> EmailMessage:  # noqa: ANN003
+    """An agent's mail on case `number` with the usual proof: sent to the agent's own signed
+    Reply-To for that case, as a reply to one of the case's notices is."""
+    from gateway.db import session_scope
+    from gateway.outbound import token
+    with session_scope(engine) as session:
+        key = token.secret(session, settings)
+    to = token.reply_address(settings.support.address, token.make(key, number, agent))
+    return mail(agent, subject, body, to=to, **kwargs)
+
+
+def confirmation_reply(engine: Engine, address: str, body: str = "Oui, c'est bien moi.") -> EmailMessage:
+    """`address`'s reply to the newest confirmation mail queued for it, through its token."""
+    from sqlalchemy import select
+
+    from gateway.db import session_scope
+    from gateway.models import Delivery, OutboundMessage
+    from gateway.outbound import token
+    with session_scope(engine) as session:
+        tok, subject = session.execute(
+            select(Delivery.token, OutboundMessage.subject).join(OutboundMessage)
+            .where(Delivery.recipient == address, OutboundMessage.kind == "confirm_request")
+            .order_by(Delivery.id.desc()).limit(1)).one()
+    return mail(address, f"RE: {subject}", body, to=token.reply_address(SUPPORT, tok))
 
 
 def reply_to(received: Received, sender: str, body: str, subject: str | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from harness import CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, mail
+from harness import CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, agent_mail, mail
 from sqlalchemy import Engine, make_url, text
 
 from gateway import intake
@@ -173,9 +173,9 @@ def test_cases_list_json_has_exactly_the_documented_keys(cli, loaded) -> None:  
     assert dt.datetime.fromisoformat(case["updated_at"]).tzinfo is not None
 
 
-def test_cases_list_filters_on_status_and_client(cli, loaded) -> None:  # noqa: ANN001
+def test_cases_list_filters_on_status_and_client(cli, loaded, settings) -> None:  # noqa: ANN001
     ingest(cli, mail(CLAIRE, OPEN), mail(HELENE, OPEN_HELENE), mail(CLAIRE, OPEN + " encore"),
-           mail(MATHILDE, "[Dossier #3] réponse", body="Nous regardons."))
+           agent_mail(loaded, settings, MATHILDE, 3, "[Dossier #3] réponse", body="Nous regardons."))
     assert [(c["number"], c["status"]) for c in cli.json("cases", "list")] == [
         (1, "nouveau"), (2, "nouveau"), (3, "en_cours")]
     assert [c["number"] for c in cli.json("cases", "list", "--status", "nouveau", "--client", "C10042")] == [1]
@@ -186,11 +186,12 @@ def test_cases_list_filters_on_status_and_client(cli, loaded) -> None:  # noqa: 
     assert len(table) == 2 and table[0].startswith("1  nouveau  C10042  SN-7F3A-2291")
 
 
-def test_cases_show_json_has_the_timeline_and_attachments(cli, loaded) -> None:  # noqa: ANN001
+def test_cases_show_json_has_the_timeline_and_attachments(cli, loaded, settings) -> None:  # noqa: ANN001
     data = bytes(range(256)) * 40
     ingest(cli, mail(CLAIRE, OPEN + " [MODULE ventes]", cc=[PAUL],
                      attachments=[("journal.bin", data, "application/octet-stream")]),
-           mail(MATHILDE, "[Dossier #1] [ATTENTE] question", body="Quelle version utilisez-vous ?"))
+           agent_mail(loaded, settings, MATHILDE, 1, "[Dossier #1] [ATTENTE] question",
+                      body="Quelle version utilisez-vous ?"))
     detail = cli.json("cases", "show", "1")
     assert set(detail) == CASE_SHOW_KEYS
     assert (detail["number"], detail["status"], detail["client"], detail["serial"]) == (

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from harness import ADV, CLAIRE, MATHILDE, OLIVER, PAUL, mail, wired
+from harness import ADV, CLAIRE, MATHILDE, OLIVER, PAUL, agent_mail, mail, wired
 from sqlalchemy import func, select, update
 
 from gateway import intake, views, workdays
@@ -57,7 +57,8 @@ def open_case(engine, settings, now, sender=CLAIRE, subject=OPEN, cc=(PAUL,)):  
 
 
 def agent(engine, settings, number, flag, now, text=QUESTION):  # noqa: ANN001, ANN201
-    assert deliver(engine, settings, mail(MATHILDE, f"[Dossier #{number}] {flag} RE: suivi", text), now) == "appended"
+    msg = agent_mail(engine, settings, MATHILDE, number, f"[Dossier #{number}] {flag} RE: suivi", text)
+    assert deliver(engine, settings, msg, now) == "appended"
 
 
 def customer(engine, settings, number, now, text="Voici le journal.", **kw):  # noqa: ANN001, ANN003, ANN201

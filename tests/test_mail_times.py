@@ -11,7 +11,7 @@ import datetime as dt
 from types import SimpleNamespace as NS
 
 import pytest
-from harness import ADV, CLAIRE, MATHILDE, OLIVER, PAUL, mail
+from harness import ADV, CLAIRE, MATHILDE, OLIVER, PAUL, agent_mail, mail
 from test_jobs import job
 from test_rules import deliver, sent_to
 from test_templates_selfservice import base, event, make_case, render
@@ -63,8 +63,9 @@ NEVER = ("reminder 1/2", "1/2 sent", " -> ", "priority granted,", "point(s)", "r
          "customer_message", "01/12/2026 10:00", "1 Dec 2026 10:00", "2026-12-01")
 
 
-def _ok(engine, settings, sender, subject, body="Bonjour,\n\nVoici.\n", now=None):  # noqa: ANN001, ANN201
-    outcome, reasons, case = deliver(engine, settings, mail(sender, subject, body), now=now)
+def _ok(engine, settings, sender, subject, body="Bonjour,\n\nVoici.\n", now=None, number=None):  # noqa: ANN001, ANN201
+    msg = agent_mail(engine, settings, sender, number, subject, body) if number else mail(sender, subject, body)
+    outcome, reasons, case = deliver(engine, settings, msg, now=now)
     assert outcome in ("created", "appended"), reasons
     return case
 
@@ -80,12 +81,13 @@ def test_a_case_timeline_is_in_the_customers_language_and_local_time(northwind, 
     who = CUSTOMERS[lang]
     number = _ok(northwind, settings, who.address, who.open, now=WINTER)
     case = f"[Dossier #{number}]"
-    _ok(northwind, settings, MATHILDE, f"[ATTENTE] {case} suivi", "Pouvez-vous envoyer le journal ?", WINTER + HOUR)
+    _ok(northwind, settings, MATHILDE, f"[ATTENTE] {case} suivi", "Pouvez-vous envoyer le journal ?", WINTER + HOUR,
+        number=number)
     assert job("reminders", settings, northwind, WINTER + 5 * DAY) == {"reminder": 1}
     _ok(northwind, settings, who.address, f"[{who.priority}] {case} urgent", "Le journal est joint.",
         WINTER + 5 * DAY + HOUR)
     _ok(northwind, settings, who.address, f"[{who.distribution} +{who.colleague}] {case}", "", WINTER + 5 * DAY + 2 * HOUR)
-    _ok(northwind, settings, MATHILDE, f"[RESOLU] {case} corrigé", "C'est corrigé.", WINTER + 6 * DAY)
+    _ok(northwind, settings, MATHILDE, f"[RESOLU] {case} corrigé", "C'est corrigé.", WINTER + 6 * DAY, number=number)
     _ok(northwind, settings, who.address, f"RE: {case} corrigé", "Toujours en erreur.", WINTER + 6 * DAY + HOUR)
     _ok(northwind, settings, who.address, f"[{who.follow} #{number}]", "", WINTER + 6 * DAY + 2 * HOUR)
 

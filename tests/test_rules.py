@@ -7,7 +7,7 @@ import datetime as dt
 import shutil
 
 import pytest
-from harness import ADV, CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, mail
+from harness import ADV, CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, agent_mail, mail
 from sqlalchemy import func, select
 
 from gateway import intake, views
@@ -188,7 +188,7 @@ def test_a_stranger_learns_nothing_about_a_case(loaded, settings) -> None:  # no
     number = open_case(loaded, settings)
     for sender in (HELENE, "nobody@unknown.example"):
         outcome, reasons, case = deliver(loaded, settings, mail(sender, f"[Dossier #{number}] hello"))
-        assert outcome == "refused" and case is None and reasons[0] == "case_not_found"
+        assert outcome == "refused" and case is None and reasons[0] == f"case_not_found: number={number}"
         [(_k, subject, text, message)] = sent_to(loaded, sender)
         assert "Factures impossibles" not in subject + text + message.html
     assert len(case_detail(loaded, number)["events"]) == 1
@@ -205,7 +205,7 @@ def test_info_request_is_flagged_to_agents_and_acknowledged(loaded, settings) ->
 
 def test_reply_to_a_resolved_case_reopens_it(loaded, settings) -> None:  # noqa: ANN001
     number = open_case(loaded, settings)
-    deliver(loaded, settings, mail(MATHILDE, f"[Dossier #{number}] [RESOLU] corrigé", body="C'est corrigé."))
+    deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] [RESOLU] corrigé", body="C'est corrigé."))
     assert case_detail(loaded, number)["status"] == "resolu"
     deliver(loaded, settings, mail(CLAIRE, f"RE: [Dossier #{number}] corrigé", body="Toujours en erreur."))
     detail = case_detail(loaded, number)
@@ -231,7 +231,7 @@ def test_closed_case_reopens_within_the_delay_only(loaded, settings) -> None:  #
 def test_agent_note_is_never_sent_to_customers(loaded, settings) -> None:  # noqa: ANN001
     number = open_case(loaded, settings, cc=[PAUL])
     before = len(sent_to(loaded, CLAIRE)) + len(sent_to(loaded, PAUL))
-    outcome, _, _ = deliver(loaded, settings, mail(MATHILDE, f"[Dossier #{number}] [NOTE] client difficile",
+    outcome, _, _ = deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] [NOTE] client difficile",
                                                    body="Appeler avant 10h."))
     assert outcome == "appended"
     assert len(sent_to(loaded, CLAIRE)) + len(sent_to(loaded, PAUL)) == before
@@ -243,7 +243,7 @@ def test_agent_note_is_never_sent_to_customers(loaded, settings) -> None:  # noq
                                          ("[CLOS]", "clos"), ("", "en_cours")])
 def test_agent_tags_set_the_status(loaded, settings, tag, status) -> None:  # noqa: ANN001
     number = open_case(loaded, settings)
-    deliver(loaded, settings, mail(MATHILDE, f"{tag} [Dossier #{number}] réponse", body="Voici la réponse."))
+    deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"{tag} [Dossier #{number}] réponse", body="Voici la réponse."))
     assert case_detail(loaded, number)["status"] == status
     kind, _subject, text, message = sent_to(loaded, CLAIRE)[-1]
     assert kind == "agent_message" and "Voici la réponse." in text

@@ -2,11 +2,12 @@
 registration and contacts (PRODUCT.md items 6, 7, 8 and 10), through the real pipeline."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import threading
 
-from harness import CLAIRE, HELENE, MATHILDE, PAUL, mail
+from harness import CLAIRE, HELENE, MATHILDE, PAUL, agent_mail, confirmation_reply, mail
 from sqlalchemy import func, select
 from test_rules import OPEN, case_detail, deliver, open_case, sent_to
 
@@ -17,6 +18,7 @@ from gateway.pipeline import run
 
 NEWCOMER = "julie.noel@boulangeries-lefevre.example"
 
+DMARC_PASS = "mx.editeur.example; dkim=pass header.d=boulangeries-lefevre.example; dmarc=pass header.from=boulangeries-lefevre.example"
 
 def contact_status(engine, email):  # noqa: ANN001, ANN201
     with session_scope(engine) as session:
@@ -46,8 +48,10 @@ def test_follow_lists_open_closed_or_all_cases_of_the_senders_client(loaded, set
 
 def test_follow_one_case_shows_its_timeline_without_internal_notes(loaded, settings) -> None:  # noqa: ANN001
     number = open_case(loaded, settings, attachments=[("journal.log", b"log", "text/plain")])
-    deliver(loaded, settings, mail(MATHILDE, f"[Dossier #{number}] [NOTE] client pénible", body="Ne pas rappeler."))
-    deliver(loaded, settings, mail(MATHILDE, f"[Dossier #{number}] réponse", body="Voici la solution."))
+    deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] [NOTE] client pénible",
+                                         body="Ne pas rappeler."))
+    deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] réponse",
+                                         body="Voici la solution."))
     outcome, _, case = deliver(loaded, settings, mail(PAUL, f"[SUIVI #{number}]"))
     assert (outcome, case) == ("appended", number)
     kind, subject, text, message = sent_to(loaded, PAUL)[-1]
@@ -189,13 +193,20 @@ def test_registration_is_rate_limited_per_sender(loaded, settings) -> None:  # n
 def test_a_contact_adds_a_colleague_who_is_told(loaded, settings) -> None:  # noqa: ANN001
     body = f"Bonjour,\n\nNom : Julie Noël\nEmail : {NEWCOMER}\nTéléphone : 04 72 00 11 33\n"
     outcome, _, _ = deliver(loaded, settings, mail(CLAIRE, "[INTERLOCUTEUR AJOUT]", body=body))
+    assert outcome == "held" and contact_status(loaded, NEWCOMER) is None  # until Claire confirms
+    outcome, _, _ = deliver(loaded, settings, confirmation_reply(loaded, CLAIRE))
     assert outcome == "appended"
     assert contact_status(loaded, NEWCOMER) == CONTACT_ACTIVE
     assert sent_to(loaded, NEWCOMER)[0][0] == "contact_added"
     assert sent_to(loaded, CLAIRE)[-1][0] == "contact_result"
     outcome, reasons, _ = deliver(loaded, settings, mail(CLAIRE, "[INTERLOCUTEUR AJOUT]", body=body))
     assert outcome == "refused" and reasons[0].startswith("contact_exists")
-    deliver(loaded, settings, mail(CLAIRE, "[INTERLOCUTEUR MODIF]", body=f"Email : {NEWCOMER}\nTéléphone : 06 00 00 00 00"))
+    # Our trusted MTA's DMARC pass for Claire's domain is proof enough: no confirmation.
+    trusting = dataclasses.replace(settings, support=dataclasses.replace(settings.support,
+                                                                          trusted_authserv_id="mx.editeur.example"))
+    outcome, _, _ = deliver(loaded, trusting, mail(CLAIRE, "[INTERLOCUTEUR MODIF]", body=f"Email : {NEWCOMER}\nTéléphone : 06 00 00 00 00",
+                                                   headers={"Authentication-Results": DMARC_PASS}))
+    assert outcome == "appended"
     with session_scope(loaded) as session:
         assert session.scalar(select(Contact.phone).where(Contact.email == NEWCOMER)) == "06 00 00 00 00"
 

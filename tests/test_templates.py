@@ -42,6 +42,7 @@ PROBLEM_CODES = {
     "not_available": {"command": "contact"},
     "empty_message": {},
     "licence_inactive": {"serial": "SN-7F3A-2291"},
+    "confirmation_expired": {"hours": 72},
 }
 
 
@@ -145,6 +146,19 @@ def contexts(evil: str = "") -> dict[str, list[dict]]:
         "priority_result": [
             {**base_context(case), "priority": NS(status=s, points_left=n)}
             for s, n in (("granted", 3), ("granted", 0), ("already", 1), ("not_eligible", 0), ("no_points", 0))
+        ],
+        "notice_digest": [
+            {**base_context(None), "window": 15, "attachments": ATTACHMENTS, "notices": [
+                NS(created_at=dt.datetime(2026, 11, 30, 9, 5), subject=case_subject(case), text=text),
+                NS(created_at=dt.datetime(2026, 11, 30, 9, 6), subject=case_subject(case), text=text)]},
+            {**base_context(None), "window": 15, "attachments": [], "notices": [
+                NS(created_at=dt.datetime(2026, 11, 30, 9, 5), subject=case_subject(case), text=text)]},
+        ],
+        "confirm_request": [
+            {**base_context(None), "kind": "agent", "about": case, "original_subject": "[Dossier #4711] " + title,
+             "hours": 72, "excerpt": text, "more": True, "files": ["capture.png"]},
+            {**base_context(None), "kind": "contact", "about": None, "original_subject": "", "hours": 72,
+             "excerpt": "Nom : Julie Noël" + evil, "more": False, "files": []},
         ],
     }
 

@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import DELIVERY_PENDING, Case, Delivery, OutboundFile, OutboundMessage
+from gateway.models import (DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundFile,
+                            OutboundMessage)
 from gateway.outbound import compose, token
 
 # Auto-Submitted of the gateway's own answers and of its jobs' mail; a person's answer
 # relayed to a customer (an agent's) is HUMAN: it goes out without the header (RFC 3834).
 AUTO_REPLIED, AUTO_GENERATED, HUMAN = "auto-replied", "auto-generated", ""
+# Who a mail is for, when that bounds it (OutboundMessage.audience).
+NOTICE, STRANGER = "notice", "stranger"
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,15 @@ class Outbox:
     def post(self, kind: str, to: list[Recipient], cc: list[Recipient] = (), *,  # type: ignore[assignment]
              case: Case | None = None, context: dict[str, Any] | None = None,
              auto_submitted: str = AUTO_REPLIED, include_author: bool = False,
-             files: Sequence[StoredFile] = ()) -> list[int]:
+             files: Sequence[StoredFile] = (), confirmation: int | None = None,
+             audience: str = "") -> list[int]:
         """Compose `kind` for `to` + `cc` and write it to the outbox. The author of the
         message being answered is left out unless `include_author` (acknowledgements).
         `files` travel with the mail as far as `outbound.max_attachment_bytes` allows; the
-        templates read them as `attachments` (MailFile: attached, or named with its size)."""
+        templates read them as `attachments` (MailFile: attached, or named with its size).
+        With `confirmation`, each copy's Reply-To carries that confirmation's token.
+        `audience` NOTICE marks a mail about someone else's message: a recipient who had their
+        share of those in the window gets it later, within one digest (see digest.py)."""
         to, cc = self._dedupe(to, include_author), self._dedupe(cc, include_author)
         cc = [r for r in cc if r.address not in {t.address for t in to}]
         if not to and not cc:
@@ -119,7 +126,8 @@ class Outbox:
         messages = []
         for language, recipients in groups.items():
             rendered = compose.render(self.settings.templates_dir, kind, language, ctx)
-            messages.append(self._write(kind, rendered, to, cc, recipients, case, auto_submitted))
+            messages.append(self._write(kind, rendered, to, cc, recipients, case, auto_submitted,
+                                        confirmation, audience))
         attached = [f.id for f in carried if f.attached]
         if attached:
             self.session.execute(insert(OutboundFile), [
@@ -137,11 +145,17 @@ class Outbox:
             out.append(r)
         return out
 
+    def _token(self, address: str, case: Case | None, confirmation: int | None) -> str:
+        if confirmation is not None:
+            return token.make_confirmation(self.key(), confirmation, address)
+        return token.make(self.key(), case.id, address) if case else ""
+
     def _case_subject(self, case: Case) -> str:
         return compose.clean_header(f"[{self.settings.support.case_tag} #{case.id}] {case.title}")
 
     def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
-               recipients: list[Recipient], case: Case | None, auto_submitted: str) -> int:
+               recipients: list[Recipient], case: Case | None, auto_submitted: str,
+               confirmation: int | None = None, audience: str = "") -> int:
         # Core inserts: the outbox is write-only here, and the unit of work would cost
         # more than the rendering on a busy backlog.
         references = [case.thread_id] if case else []
@@ -153,9 +167,39 @@ class Outbox:
             in_reply_to=self.answering or (case.thread_id if case else None),
             references=" ".join(references) or None, auto_submitted=auto_submitted,
             to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
-            subject=rendered.subject, text=rendered.text, html=rendered.html)]).scalar_one()
-        self.session.execute(insert(Delivery), [dict(
-            message_id=message_id, recipient=r.address, created_at=self.now, next_attempt_at=self.now,
-            token=token.make(self.key(), case.id, r.address) if case else "", status=DELIVERY_PENDING,
-            attempts=0) for r in recipients])
+            subject=rendered.subject, text=rendered.text, html=rendered.html, audience=audience,
+            author=(self.author or "")[:320] or None)]).scalar_one()
+        rows = []
+        for r in recipients:
+            # The author's own copy (an acknowledgement) always goes: only others' are capped.
+            capped = audience == NOTICE and r.address != (self.author or "").lower()
+            held = self._held_until(r.address, case) if capped else None
+            rows.append(dict(message_id=message_id, recipient=r.address, created_at=self.now,
+                             next_attempt_at=held or self.now, token=self._token(r.address, case, confirmation),
+                             status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
+        self.session.execute(insert(Delivery), rows)
         return message_id
+
+    def _held_until(self, address: str, case: Case | None) -> dt.datetime | None:
+        """When `address` already had its share of notices in the window about this case or
+        this author's messages: the end of that window (a loop or a flood is bounded there)."""
+        window = dt.timedelta(minutes=self.settings.support.notice_window_minutes)
+        same = [OutboundMessage.author == self.author] if self.author else []
+        if case is not None:
+            same.append(OutboundMessage.case_id == case.id)
+        if not same:
+            return None
+        count, first = self.session.execute(
+            select(func.count(), func.min(Delivery.created_at)).select_from(Delivery).join(OutboundMessage)
+            .where(Delivery.recipient == address, Delivery.created_at > self.now - window,
+                   OutboundMessage.audience == NOTICE, or_(*same))).one()
+        if count < self.settings.support.notices_per_window:
+            return None
+        return max(first + window, self.now)
+
+    def strangers_answered(self) -> int:
+        """Answers to strangers in the last hour, all addresses together."""
+        return self.session.scalar(
+            select(func.count()).select_from(Delivery).join(OutboundMessage)
+            .where(OutboundMessage.audience == STRANGER,
+                   OutboundMessage.created_at >= self.now - dt.timedelta(hours=1))) or 0

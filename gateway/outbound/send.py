@@ -22,7 +22,7 @@ from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery,
                             OutboundFile)
-from gateway.outbound import headers
+from gateway.outbound import digest, headers
 from gateway.outbound.compose import clean_header
 from gateway.outbound.token import reply_address
 
@@ -181,8 +181,10 @@ def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datet
 
 
 def drain(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> dict[str, int]:
-    """Send every due delivery once; returns how many ended in each status."""
+    """Send every due delivery once; returns how many ended in each status. Held-back
+    notices whose window ended are first merged into their digests (digest.py)."""
     counts: dict[str, int] = {}
+    digest.flush(engine, settings, now)
     while True:
         now_ = now or utcnow()
         ids = claim(engine, now_)

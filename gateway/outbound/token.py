@@ -17,6 +17,7 @@ from gateway.config import Settings
 from gateway.models import State
 
 _TOKEN = re.compile(r"^(\d{1,12})-([0-9a-f]{20})$")
+_CONFIRMATION = re.compile(r"^k(\d{1,12})-([0-9a-f]{20})$")
 
 
 def secret(session: Session, settings: Settings) -> bytes:
@@ -62,3 +63,18 @@ def verify(key: bytes, token: str, sender: str) -> int | None:
         return None
     case = int(m.group(1))
     return case if hmac.compare_digest(make(key, case, sender), token.lower()) else None
+
+
+def make_confirmation(key: bytes, confirmation: int, address: str) -> str:
+    """The token of a confirmation mail: `k<id>-<mac>`, bound to the address asked."""
+    mac = hmac.new(key, f"k{confirmation}:{address.lower()}".encode(), hashlib.sha256).hexdigest()[:20]
+    return f"k{confirmation}-{mac}"
+
+
+def verify_confirmation(key: bytes, token: str, sender: str) -> int | None:
+    """The confirmation id when `token` is that of a confirmation asked of `sender`."""
+    m = _CONFIRMATION.match(token.lower())
+    if not m:
+        return None
+    number = int(m.group(1))
+    return number if hmac.compare_digest(make_confirmation(key, number, sender), token.lower()) else None

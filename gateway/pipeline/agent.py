@@ -18,7 +18,7 @@ TARGET = {"waiting": WAITING, "resolved": RESOLVED, "closed": CLOSED}
 def agent_message(work: Work, case: Case | None) -> Outcome:
     if case is None:
         if work.request.case_number is not None:
-            return work.refuse([Problem("case_not_found", {"number": work.request.case_number})])
+            return work.no_access()
         return work.refuse([Problem("agent_needs_case")])
     flags, text, now = work.request.flags, work.request.body(), work.now
     if "note" in flags:

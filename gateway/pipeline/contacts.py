@@ -15,6 +15,7 @@ from sqlalchemy import select
 from gateway import timeline
 from gateway.models import APPENDED, CONTACT_ACTIVE, CREATED, NEW, Case, Contact, Licence
 from gateway.outbound.outbox import new_message_id
+from gateway.pipeline import confirm
 from gateway.pipeline.grammar import normalise
 from gateway.pipeline.route import active_agents
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
@@ -74,10 +75,16 @@ def manage_contact(work: Work) -> Outcome:
     return _update(work, requester, existing, email, fields, language)
 
 
+# Adding or changing a contact changes who may read the company's cases: a From address
+# proves nothing, so without our trusted MTA's verdict the requester's real address
+# confirms first (confirm.ask); the checks that need no proof answer at once.
+
 def _add(work: Work, requester: Contact, existing: Contact | None, email: str, fields: dict[str, str],
          language: str | None) -> Outcome:
     if existing is not None and existing.status == CONTACT_ACTIVE:
         return work.refuse([Problem("contact_exists", {"email": email})])
+    if not confirm.proven(work):
+        return confirm.ask(work, "contact", None)
     contact = existing or Contact(client_id=requester.client_id, email=email)
     contact.name = fields.get("name", contact.name or "")[:255]
     contact.phone = fields.get("phone", contact.phone or "")[:64]
@@ -96,6 +103,7 @@ def _update(work: Work, requester: Contact, existing: Contact | None, email: str
             language: str | None) -> Outcome:
     if existing is None or existing.status != CONTACT_ACTIVE:
         return work.refuse([Problem("contact_unknown", {"email": email})])
+    new_email = None
     if "new_email" in fields:
         new_email = _valid(work, fields["new_email"])
         if new_email is None:
@@ -104,6 +112,9 @@ def _update(work: Work, requester: Contact, existing: Contact | None, email: str
             Contact.client_id == requester.client_id, Contact.email == new_email))
         if taken is not None and taken != existing.id:
             return work.refuse([Problem("contact_exists", {"email": new_email})])
+    if not confirm.proven(work):
+        return confirm.ask(work, "contact", None)
+    if new_email is not None:
         existing.email = new_email
     existing.name = fields.get("name", existing.name)[:255]
     existing.phone = fields.get("phone", existing.phone)[:64]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from gateway.models import (APPENDED, CLOSED, IN_PROGRESS, NEW, RESOLVED, WAITING, Case)
+from gateway.outbound.outbox import NOTICE
 from gateway.pipeline import priority
 from gateway.pipeline.route import active_agents
 from gateway.pipeline.attachments import store_attachments
@@ -19,7 +20,7 @@ from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case
 
 def follow_up(work: Work, case: Case) -> Outcome:
     if work.sender.contact_of(case.client_id) is None:
-        return work.refuse([Problem("case_not_found")])
+        return work.no_access()
     flags = work.request.flags
     if flags & {"close", "closed"}:
         return close(work, case)
@@ -58,9 +59,9 @@ def follow_up(work: Work, case: Case) -> Outcome:
     files = store_attachments(work.session, case, event, work.parsed.attachments)
     context = {"author": work.sender, "text": text, "reopened": reopened}
     to, cc = case_recipients(case)
-    work.outbox.post("case_message", to, cc, case=case, context=context, files=files)
+    work.outbox.post("case_message", to, cc, case=case, context=context, files=files, audience=NOTICE)
     work.outbox.post("case_message", agent_recipients(active_agents(work.session), work.settings.support.language),
-                     case=case, context=dict(context, for_agents=True), files=files)
+                     case=case, context=dict(context, for_agents=True), files=files, audience=NOTICE)
     return Outcome(APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)
 
 
@@ -70,7 +71,7 @@ def _info_request(work: Work, case: Case, text: str) -> Outcome:
     work.outbox.post("info_ack", [work.sender_recipient()], case=case,  # type: ignore[list-item]
                      context={"text": text}, include_author=True)
     work.outbox.post("agent_info_request", agent_recipients(active_agents(work.session), work.settings.support.language),
-                     case=case, context={"author": work.sender, "text": text}, files=files)
+                     case=case, context={"author": work.sender, "text": text}, files=files, audience=NOTICE)
     return Outcome(APPENDED, ("information request recorded",), case.id)
 
 
@@ -87,8 +88,9 @@ def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     to, cc = case_recipients(case)
     context = {"closed_by": closed_by, "author_name": work.sender.name or work.sender.address or "",
                "text": text}
-    work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True, files=files)
+    work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True, files=files,
+                     audience=NOTICE)
     if closed_by == "customer":
         work.outbox.post("case_closed", agent_recipients(active_agents(work.session), work.settings.support.language),
-                         case=case, context=dict(context, for_agents=True), files=files)
+                         case=case, context=dict(context, for_agents=True), files=files, audience=NOTICE)
     return Outcome(APPENDED, (f"case closed by the {closed_by}",), case.id)

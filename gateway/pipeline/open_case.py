@@ -15,7 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.models import (CONTACT_ACTIVE, CREATED, NEW, Case, Client, Contact, DistributionEntry,
                             Licence, reference_key)
-from gateway.outbound.outbox import new_message_id
+from gateway.outbound.outbox import NOTICE, new_message_id
 from gateway.pipeline import priority
 from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
@@ -93,9 +93,10 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     to, cc = [contact_recipient(contact)], [contact_recipient(e.contact) for e in distribution]
     context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
                "details": details, "licence": licence, "author": work.sender}
-    work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True, files=files)
+    work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True, files=files,
+                     audience=NOTICE)
     work.outbox.post("agent_new_case", agent_recipients(active_agents(session), work.settings.support.language),
-                     case=case, context=context, files=files)
+                     case=case, context=context, files=files, audience=NOTICE)
     reasons = [f"case {case.id} opened"] + [f"not added to distribution: {a}" for a in not_added]
     if granted is not None:
         reasons.append(f"priority: {granted.status}")

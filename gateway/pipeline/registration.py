@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 
 from gateway.models import (APPENDED, CONTACT_ACTIVE, CONTACT_PENDING, REFUSED, Client, Contact,
                             Licence, Registration, RegistrationRequest, reference_key)
-from gateway.outbound.outbox import Recipient
+from gateway.outbound.outbox import STRANGER, Recipient
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+MAX_FAILURES = 5  # wrong codes before a pending registration ends
 
 
 def _hash(code: str) -> str:
@@ -44,8 +45,11 @@ def register(work: Work) -> Outcome:
     me = Recipient(address, work.sender.name, work.sender.language)
     if by_sender >= settings.registrations_per_sender_per_day:
         return Outcome(REFUSED, ("registration: too many requests from this sender today; no answer",))
+    silence = work.stranger_silence()
+    if silence:
+        return Outcome(REFUSED, (f"registration: no answer: {silence}",))
     work.outbox.post("registration_received", [me], context={"client_code": code, "serial": serial},
-                     include_author=True)
+                     include_author=True, audience=STRANGER if work.is_stranger() else "")
     outcome = Outcome(APPENDED, ("registration: neutral answer sent",))
     if by_client >= settings.registrations_per_client_per_day:
         return Outcome(REFUSED, outcome.reasons + ("too many requests for this client today",))
@@ -84,10 +88,15 @@ def pending_registration(work: Work) -> Registration | None:
 
 
 def confirm(work: Work, registration: Registration) -> Outcome:
-    """Activate the pending contact when the message carries its code."""
-    text = f"{work.parsed.subject}\n{work.parsed.new_text}"
-    codes = _CODE.findall(text)
-    if not any(hmac.compare_digest(_hash(c), registration.code_hash) for c in codes):
+    """Activate the pending contact when the message carries its code. Only the first
+    6-digit number of the message is read (a list of every code proves nothing), and a few
+    wrong codes end the registration."""
+    found = _CODE.search(f"{work.parsed.subject}\n{work.parsed.new_text}")
+    if found is None or not hmac.compare_digest(_hash(found.group(1)), registration.code_hash):
+        registration.failures += 1
+        if registration.failures >= MAX_FAILURES:
+            registration.expires_at = work.now - dt.timedelta(seconds=1)
+            return work.refuse([Problem("registration_bad_code", {"ended": "yes"})])
         return work.refuse([Problem("registration_bad_code")])
     contact = work.session.get(Contact, registration.contact_id)
     assert contact is not None

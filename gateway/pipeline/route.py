@@ -5,6 +5,8 @@ Never sends mail; never commits. A case found here is only a candidate: the rule
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
@@ -13,16 +15,18 @@ from gateway.models import CONTACT_ACTIVE, Agent, Case, Contact, InboundMessage,
 from gateway.outbound import token
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
-from gateway.pipeline.safety import dmarc_failed
+from gateway.pipeline.proof import verdict
 from gateway.pipeline.work import Claimed, Sender
 
 
 def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender:
-    """The agent or the active contacts behind the From address; nobody when DMARC failed."""
+    """The agent or the active contacts behind the From address; nobody when our trusted
+    MTA says DMARC failed for it. An agent found here is only named: see `proven`."""
     address = parsed.from_addr
     default = "en" if parsed.content_language.startswith("en") else settings.support.language
-    if address is None or dmarc_failed(parsed, settings):
-        return Sender(address, parsed.from_name, None, (), default)
+    auth = verdict(parsed, settings)
+    if address is None or auth.dmarc == "fail":
+        return Sender(address, parsed.from_name, None, (), default, auth)
     agent = next((a for a in active_agents(session) if a.email == address), None)
     contacts = tuple(session.scalars(select(Contact).options(joinedload(Contact.client)).where(
         Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
@@ -31,7 +35,7 @@ def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender
         first = contacts[0]
         language = first.language or first.client.language or default
     name = parsed.from_name or (agent.name if agent else contacts[0].name if contacts else "")
-    return Sender(address, name, agent, contacts, language)
+    return Sender(address, name, agent, contacts, language, auth)
 
 
 def active_agents(session: Session) -> list[Agent]:
@@ -53,31 +57,39 @@ def recipient_tokens(parsed: ParsedMail, inbound: Claimed, settings: Settings) -
     return seen
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The case a message refers to, if any, and whether the sender's own signed token for
+    that case named it (which proves an agent's message; a subject tag proves nothing)."""
+    case: Case | None
+    by_token: bool = False
+
+
 def find_case(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
-              inbound: Claimed, sender: Sender) -> Case | None:
+              inbound: Claimed, sender: Sender) -> Reference:
     """The case a message refers to: signed token, then subject tag, then threading headers.
 
     The case row is locked for the rest of the transaction, so that two messages on one
     case are applied one after the other."""
-    number = _case_number(session, settings, parsed, request, inbound, sender)
+    number, by_token = _case_number(session, settings, parsed, request, inbound, sender)
     if number is None:
-        return None
-    return session.get(Case, number, with_for_update=True)
+        return Reference(None)
+    return Reference(session.get(Case, number, with_for_update=True), by_token)
 
 
 def _case_number(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
-                 inbound: Claimed, sender: Sender) -> int | None:
+                 inbound: Claimed, sender: Sender) -> tuple[int | None, bool]:
     if sender.address:
         key = token.secret(session, settings)
         for tok in recipient_tokens(parsed, inbound, settings):
             number = token.verify(key, tok, sender.address)
             if number is not None:
-                return number
+                return number, True
     if request.case_number is not None:
-        return request.case_number
+        return request.case_number, False
     ids = [i for i in dict.fromkeys(parsed.in_reply_to + tuple(reversed(parsed.references)))][:20]
     if not ids:
-        return None
+        return None, False
     case_id = session.scalar(select(OutboundMessage.case_id).where(
         OutboundMessage.message_id.in_(ids), OutboundMessage.case_id.is_not(None)).limit(1))
     if case_id is None:
@@ -85,4 +97,4 @@ def _case_number(session: Session, settings: Settings, parsed: ParsedMail, reque
             InboundMessage.message_id.in_(ids), InboundMessage.case_id.is_not(None)).limit(1))
     if case_id is None:
         case_id = session.scalar(select(Case.id).where(Case.thread_id.in_(ids)).limit(1))
-    return case_id
+    return case_id, False

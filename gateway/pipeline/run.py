@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
 from gateway.outbound.outbox import Outbox
-from gateway.pipeline import registration, route, safety
+from gateway.pipeline import confirm, loops, registration, route, safety
 from gateway.pipeline.contacts import manage_contact
 from gateway.pipeline.follow import follow
 from gateway.pipeline.agent import agent_message
@@ -46,10 +46,16 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     sender = route.identify(session, settings, parsed)
     if sender.address is None:
         return Outcome(REFUSED, ("no valid sender address: nobody to answer",))
+    loop = loops.own_mail(session, settings, parsed, sender.address, now)
+    if loop is not None:
+        return Outcome(IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
     request = parse_request(parsed.subject, parsed.new_text, settings.support.case_tag)
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
                     author=sender.address)
     work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
+    confirmation = confirm.answered(work)
+    if confirmation is not None:
+        return confirm.release(work, confirmation)
     pending = registration.pending_registration(work)
     # "[INSCRIPTION 123456]" or a reply to the code mail confirms; a bare "[INSCRIPTION]"
     # asks again (a new code).
@@ -57,8 +63,13 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
         return registration.confirm(work, pending)
     if "register" in request.flags:
         return registration.register(work)
-    case = route.find_case(session, settings, parsed, request, inbound, sender)
+    found = route.find_case(session, settings, parsed, request, inbound, sender)
+    case = found.case
     if sender.agent is not None:
+        # A From naming an agent proves nothing: without proof the message waits for the
+        # agent's real address to confirm it, and no customer sees anything meanwhile.
+        if case is not None and not confirm.proven(work, found.by_token):
+            return confirm.ask(work, "agent", case)
         return agent_message(work, case)
     if "follow" in request.flags:
         return follow(work, case)
@@ -67,7 +78,7 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     if case is not None:
         return follow_up(work, case)
     if request.case_number is not None:
-        return work.refuse([Problem("case_not_found", {"number": request.case_number})])
+        return work.no_access()
     command = next((c for c in ("close", "closed", "info") if c in request.flags), None)
     if command is not None:
         return work.refuse([Problem("needs_case", {"command": command})])
@@ -148,6 +159,9 @@ def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.d
         values.update(sender=(parsed.from_addr or "")[:320] or None, subject=parsed.subject)
     session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values)
                     .execution_options(synchronize_session=False))
+    if outcome.release is not None:
+        # The message this one confirmed, in the same transaction: confirmed and applied together.
+        _process_in(session, settings, outcome.release, now, retry=True, isolate=isolate)
     return outcome
 
 

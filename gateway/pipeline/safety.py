@@ -6,7 +6,6 @@ whose address a delivery report says is failing. Never sends mail; never commits
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -17,7 +16,6 @@ from gateway.outbound.token import token_of
 from gateway.pipeline.parse import ParsedMail
 
 _DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
-_DMARC = re.compile(r"\bdmarc\s*=\s*(\w+)", re.IGNORECASE)
 
 
 def automatic_reason(parsed: ParsedMail, envelope_from: str | None) -> str | None:
@@ -46,21 +44,6 @@ def is_loop(parsed: ParsedMail, settings: Settings) -> bool:
     sender = parsed.from_addr or ""
     support = settings.support.address.lower()
     return sender == support or token_of(sender, support) is not None or support in parsed.loops
-
-
-def dmarc_failed(parsed: ParsedMail, settings: Settings) -> bool:
-    """A DMARC failure stated by our own trusted MTA (its authserv-id), never by a stranger."""
-    trusted = settings.support.trusted_authserv_id.strip().lower()
-    if not trusted:
-        return False
-    for header in parsed.authentication_results:
-        authserv = header.split(";", 1)[0].strip().split()[0].lower() if header.strip() else ""
-        if authserv != trusted:
-            continue
-        m = _DMARC.search(header)
-        if m and m.group(1).lower() == "fail":
-            return True
-    return False
 
 
 def record_bounce(session: Session, parsed: ParsedMail, now: dt.datetime) -> list[str]:

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.models import REFUSED, Agent, Case, CaseEvent, Contact
-from gateway.outbound.outbox import Outbox, Recipient
+from gateway.outbound.outbox import STRANGER, Outbox, Recipient
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.proof import Verdict
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,10 @@ class Claimed:
 class Sender:
     address: str | None
     name: str
-    agent: Agent | None
+    agent: Agent | None     # an agent's address in From: a name, not a proof (see Work.proof)
     contacts: tuple[Contact, ...]  # active contacts with this address, one per client
     language: str
+    auth: Verdict = Verdict()  # what our trusted MTA said of the message
 
     def contact_of(self, client_id: int) -> Contact | None:
         return next((c for c in self.contacts if c.client_id == client_id), None)
@@ -53,6 +55,7 @@ class Outcome:
     outcome: str
     reasons: tuple[str, ...] = ()
     case_id: int | None = None
+    release: int | None = None  # a held message this one confirmed: processed next, as proven
 
 
 @dataclass
@@ -88,10 +91,36 @@ class Work:
             return Outcome(REFUSED, reasons + ("no valid sender address to answer",))
         if not self.outbox.answers_left(me.address):
             return Outcome(REFUSED, reasons + ("answer suppressed: too many answers this hour",))
+        silence = self.stranger_silence()
+        if silence:
+            return Outcome(REFUSED, reasons + (f"answer suppressed: {silence}",))
         context = dict(extra or {}, problems=problems, request=self.request,
                        original_subject=self.parsed.subject, sender=self.sender)
-        self.outbox.post(kind, [me], case=case, context=context, include_author=True)
+        self.outbox.post(kind, [me], case=case, context=context, include_author=True,
+                         audience=STRANGER if self.is_stranger() else "")
         return Outcome(REFUSED, reasons, case.id if case else None)
+
+    def is_stranger(self) -> bool:
+        """Neither a contact nor an agent: perhaps a forged From, so answers are bounded."""
+        return not self.sender.contacts and self.sender.agent is None
+
+    def stranger_silence(self) -> str | None:
+        """Why a stranger gets no answer: their domain failed our MTA's authentication, or
+        the hour's ceiling of answers to strangers is reached (backscatter stays bounded)."""
+        if not self.is_stranger():
+            return None
+        domain = (self.sender.address or "").rpartition("@")[2]
+        if self.sender.auth.known and not self.sender.auth.passes_for(domain, spf=True):
+            return "the sender's domain is not authenticated by our MTA"
+        if self.outbox.strangers_answered() >= self.settings.support.stranger_answers_per_hour:
+            return f"{self.settings.support.stranger_answers_per_hour} answers to unknown senders this hour already"
+        return None
+
+    def no_access(self) -> Outcome:
+        """The one refusal for a case the sender may not touch, existing or not: the same
+        mail byte for byte but for the number they wrote, so it tells nothing."""
+        number = self.request.case_number
+        return self.refuse([Problem("case_not_found", {"number": number} if number else {})])
 
 
 def contact_recipient(contact: Contact) -> Recipient:

@@ -1,0 +1,81 @@
+"""The gateway's own mail coming back, whatever a forwarder did to its headers.
+
+A mailbox that forwards everything it receives back to the support address turns every
+notice into a new message, and two such mailboxes on one case would feed each other for
+ever. A copy is recognised by its `X-Loop` (see safety.is_loop), by a Message-ID the
+gateway gave one of its own mails, or by its text: the text of a mail the gateway sent,
+not quoted, with nothing a person added. Never writes, never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.models import Delivery, OutboundMessage
+from gateway.pipeline.parse import ParsedMail
+
+CANDIDATES = 10         # recent mails to the sender compared with the text
+RECENT = dt.timedelta(days=7)
+SHINGLE = 6             # words: runs this long survive a forwarder re-wrapping the lines
+_QUOTED = re.compile(r"^\s*[>|]")
+# What a mail client writes above a forwarded message: not a person's words.
+_FORWARD_LINE = re.compile(
+    r"^\s*(?:-+.*-+|(?:de|from|envoy[ée]|sent|date|objet|subject|[àa]|to|cc|reply-to|r[ée]pondre [àa])\s?:.*"
+    r"|.*(?:forwarded message|message transf[ée]r[ée]|original message|message d'origine).*)$",
+    re.IGNORECASE)
+
+
+def own_mail(session: Session, settings: Settings, parsed: ParsedMail, sender: str | None,
+             now: dt.datetime) -> str | None:
+    """Why this message is one of the gateway's own mails coming back, or None."""
+    if parsed.message_id and session.scalar(select(OutboundMessage.id).where(
+            OutboundMessage.message_id == parsed.message_id)) is not None:
+        return f"its Message-ID {parsed.message_id} is one of the gateway's own"
+    # A forwarder puts our mail inline or below a header block (then it is not new text);
+    # lines quoted with ">" are a person's reply quoting us, never a copy.
+    unquoted = _words(parsed.text, skip=_QUOTED)
+    # Every mail of the gateway is signed with the support's name: without it, no need to look.
+    if settings.support.name.casefold() not in " ".join(unquoted):
+        return None
+    body = _shingles(unquoted)
+    added = _words(parsed.new_text, skip=_FORWARD_LINE)
+    for outbound_id, text in _candidates(session, parsed, sender, now):
+        ours = _shingles(_words(text))
+        if len(ours) >= 10 and len(ours & body) >= 0.6 * len(ours) and _nothing_added(added, text, ours):
+            return f"the text of outbound message {outbound_id}, come back with nothing added"
+    return None
+
+
+def _words(text: str, skip: re.Pattern[str] | None = None) -> list[str]:
+    return [w for line in text.casefold().splitlines() if not (skip and skip.match(line)) for w in line.split()]
+
+
+def _shingles(words: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+
+
+def _nothing_added(words: list[str], text: str, ours: set[tuple[str, ...]]) -> bool:
+    """Whether the person's new text is only our own words (or nothing)."""
+    if len(words) < SHINGLE:
+        return set(words) <= set(_words(text))
+    theirs = _shingles(words)
+    return len(theirs - ours) <= 0.2 * len(theirs)
+
+
+def _candidates(session: Session, parsed: ParsedMail, sender: str | None,
+                now: dt.datetime) -> list[tuple[int, str]]:
+    """Our mails this one may be a copy of: those it refers to, and the newest sent to its sender."""
+    ids = list(dict.fromkeys(parsed.in_reply_to + parsed.references))[:CANDIDATES]
+    referred = select(OutboundMessage.id).where(OutboundMessage.message_id.in_(ids)) if ids else None
+    sent = (select(Delivery.message_id).where(Delivery.recipient == sender, Delivery.created_at >= now - RECENT)
+            .order_by(Delivery.id.desc()).limit(CANDIDATES)) if sender else None
+    wanted = [q for q in (referred, sent) if q is not None]
+    if not wanted:
+        return []
+    condition = or_(*(OutboundMessage.id.in_(q.scalar_subquery()) for q in wanted))
+    return [(row.id, row.text) for row in session.execute(
+        select(OutboundMessage.id, OutboundMessage.text).where(condition).order_by(OutboundMessage.id.desc()))]
