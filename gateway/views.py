@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.jobs import record as jobs_record
-from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, HELD, PENDING, Attachment, Case,
+from gateway.models import (DELIVERY_FAILED, DELIVERY_HELD_BACK, DELIVERY_PENDING, HELD, PENDING, Attachment, Case,
                             CaseEvent, Client, Contact, Delivery, InboundMessage, OutboundMessage)
 
 
@@ -85,6 +85,7 @@ def status(session: Session) -> dict[str, Any]:
         "outbox_pending": count(Delivery, Delivery.status == DELIVERY_PENDING),
         "outbox_retrying": count(Delivery, Delivery.status == DELIVERY_PENDING, Delivery.attempts > 0),
         "outbox_failed": count(Delivery, Delivery.status == DELIVERY_FAILED),
+        "outbox_held_back": count(Delivery, Delivery.status == DELIVERY_HELD_BACK),
         "failing_contacts": count(Contact, Contact.failing_since.is_not(None)),
         "open_cases": count(Case, Case.status != "clos"),
         "last_held": [{"id": i, "reasons": r} for i, r in last_errors],
