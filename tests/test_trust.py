@@ -294,3 +294,16 @@ def test_forged_strangers_get_bounded_answers(loaded, settings) -> None:  # noqa
     outcome, reasons, _ = deliver(loaded, trusting, failing)
     assert outcome == "refused" and "not authenticated" in reasons[-1]
     assert _deliveries(loaded, "inconnu@ailleurs.example") == []
+
+
+def test_an_empty_reply_to_a_confirmation_is_a_confirmation(gateway, relay, engine) -> None:  # noqa: ANN001
+    opened(gateway, relay)
+    forged = mail(MATHILDE, "[Dossier #1] [ATTENTE] Version ?", "Quelle version utilisez-vous exactement ?")
+    send(gateway.settings, forged)
+    ask = answer_to(relay, MATHILDE, forged)
+    # Outlook's reply with nothing typed: our whole mail below a header block, unquoted.
+    empty = mail(MATHILDE, f"RE: {ask.subject}", f"\nDe : Support\nEnvoyé : lundi\nObjet : {ask.subject}\n\n{ask.text()}",
+                 to=str(ask.message["Reply-To"]))
+    send(gateway.settings, empty)
+    relay.wait_for(lambda r: any(x.rcpt == CLAIRE for x in r))
+    assert case_of(engine, 1)["status"] == "attente_client"

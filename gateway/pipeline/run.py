@@ -46,16 +46,16 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     sender = route.identify(session, settings, parsed)
     if sender.address is None:
         return Outcome(REFUSED, ("no valid sender address: nobody to answer",))
-    loop = loops.own_mail(session, settings, parsed, sender.address, now)
-    if loop is not None:
-        return Outcome(IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
     request = parse_request(parsed.subject, parsed.new_text, settings.support.case_tag)
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
                     author=sender.address)
     work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
     confirmation = confirm.answered(work)
-    if confirmation is not None:
+    if confirmation is not None:  # through a token only its address received: may say nothing
         return confirm.release(work, confirmation)
+    loop = loops.own_mail(session, settings, parsed, sender.address, now)
+    if loop is not None:
+        return Outcome(IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
     pending = registration.pending_registration(work)
     # "[INSCRIPTION 123456]" or a reply to the code mail confirms; a bare "[INSCRIPTION]"
     # asks again (a new code).
