@@ -198,6 +198,8 @@ class InboundMessage(Base):
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Set while an IMAP door flags and moves the message: two gateways never move it twice.
+    filing_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class OutboundMessage(Base):

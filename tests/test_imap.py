@@ -6,6 +6,7 @@ skipped, or fail when GATEWAY_TEST_REQUIRE_ALL=1.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -20,11 +21,11 @@ import pytest
 from dovecot import CutRelay, Dovecot, Mailbox, free_port, missing
 from harness import CLAIRE, mail, table_away
 from imapclient import IMAPClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
-from gateway import config
+from gateway import config, intake
 from gateway.config import Settings
-from gateway.db import session_scope
+from gateway.db import session_scope, utcnow
 from gateway.models import CREATED, IGNORED, PENDING, Case, InboundMessage
 from gateway.receive import imap
 from gateway.receive.imap import ImapDoor
@@ -276,6 +277,30 @@ def test_two_doors_reading_one_mailbox_store_each_message_once(settings, engine,
     assert {r.outcome for r in stored} == {PENDING}  # no copy for the pipeline to ignore
     assert mailbox.messages("INBOX") == {}
     assert len(mailbox.messages(PROCESSED)) == 12
+
+
+def test_a_message_another_gateway_is_filing_is_left_to_it_until_its_claim_expires(
+        settings, engine, mailbox, make_door) -> None:
+    raw = message("déjà pris")
+    uid = mailbox.append("INBOX", raw)
+    key = f"imap:127.0.0.1:{mailbox.user}:INBOX:{mailbox.uidvalidity('INBOX')}:{uid}"
+    row = intake.store(engine, raw, door="imap", source_key=key).id
+
+    def held_until(until: dt.datetime | None) -> None:
+        with session_scope(engine) as session:
+            session.execute(update(InboundMessage).where(InboundMessage.id == row).values(filing_until=until))
+
+    # Another gateway stored it and is moving it: this one leaves it alone.
+    held_until(utcnow() + dt.timedelta(minutes=1))
+    door = make_door(imap_settings(settings, mailbox))
+    assert door.run_once().known == 1
+    assert mailbox.messages("INBOX") == {uid: set()}
+    # That gateway died while moving it: once its claim is stale, this one files it.
+    held_until(utcnow() - dt.timedelta(seconds=1))
+    assert door.run_once().known == 1
+    assert mailbox.messages("INBOX") == {}
+    assert [flags for flags in mailbox.messages(PROCESSED).values()] == [{SEEN}]
+    assert [r.filing_until for r in rows(engine)] == [None]  # released after the move
 
 
 # -- the running door -------------------------------------------------------------------------
