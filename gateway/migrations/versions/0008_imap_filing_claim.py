@@ -1,13 +1,13 @@
 """imap filing claim: inbound_messages.filing_until replaces the "imap-moving:<row>" keys
 that IMAP doors kept in gateway_state
 
-Revision ID: 0099
+Revision ID: 0008
 Revises: 0007
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0099'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
