@@ -140,6 +140,8 @@ class Door:
     down: Callable[[], AbstractContextManager[None]]  # the gateway cannot take mail meanwhile
     down_reason: str  # what Postfix says of a message it keeps meanwhile
     log: Path | None = None
+    # Where Postfix's log stood when the test began: what came before is other tests'.
+    since: int = 0
 
     def send(self, msg: Any, sender: str, recipients: list[str] | None = None) -> None:
         self.instance.postfix.send(msg, sender, recipients or [self.address])
@@ -154,15 +156,16 @@ class Door:
             if row is not None and row.outcome != "pending":
                 found.append(row)
                 return True
-            assert "status=bounced" not in self.instance.postfix.log(), self.logs()
+            assert "status=bounced" not in self.instance.postfix.log()[self.since:], self.logs()
             return False
 
         assert wait(done), f"{message_id} was not processed\n{self.logs()}"
         return found[0]
 
     def logs(self) -> str:
+        """Postfix's log since the test began, and the pipe's gateway log."""
         pipe = self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
-        return f"--- postfix.log\n{self.instance.postfix.log()}\n--- gateway.log\n{pipe}"
+        return f"--- postfix.log\n{self.instance.postfix.log()[self.since:]}\n--- gateway.log\n{pipe}"
 
 
 @pytest.fixture
@@ -170,11 +173,15 @@ def door(kind: str, settings: Settings, loaded: Engine, instance: Instance,
          request: pytest.FixtureRequest) -> Iterator[Door]:
     """The door of `kind`, ready, with Postfix's queue empty before and after the test."""
     instance.postfix.purge()
+    since = len(instance.postfix.log())
     if kind == "lmtp":
         with _lmtp_door(settings, loaded, instance, request.getfixturevalue("relay")) as door:
+            door.since = since
             yield door
     else:
-        yield _pipe_door(settings, loaded, instance)
+        door = _pipe_door(settings, loaded, instance)
+        door.since = since
+        yield door
     instance.postfix.purge()
 
 
