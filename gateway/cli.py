@@ -131,9 +131,9 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
     line at most; reading standard input, the log goes to `[log] file`, syslog or nowhere.
     """
     from gateway.receive import pipe, pipe_exit
-    envelope = pipe.Envelope.given(sender, recipients)
-    if paths and envelope:
+    if paths and (sender is not None or recipients):
         raise click.UsageError("--sender and --recipient describe the message on standard input, not files")
+    envelope = pipe.Envelope.given(sender, recipients)
     if not paths:
         logs.for_pipe()
     pipe_exit.leave(pipe_exit.run(lambda delivery: pipe.ingest(

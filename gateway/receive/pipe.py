@@ -46,9 +46,6 @@ class Envelope:
                 sender = ""
         return cls(sender, tuple(r.strip() for r in recipients if r.strip()))
 
-    def __bool__(self) -> bool:
-        return self.sender is not None or bool(self.recipients)
-
 
 def read_sources(paths: list[str]) -> Iterator[tuple[str, bytes]]:
     """Yield (label, raw) for standard input when `paths` is empty, else for each path.
@@ -122,8 +119,8 @@ def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
 
     `connect` gives the settings and an engine on an upgraded schema; standard input is
     read before it is called. `envelope` is stored with the message of standard input
-    (files have none: the caller refuses one with paths). `delivery` is marked stored once every message is committed;
-    a message that could not be stored is named on its line and leaves the status at 75.
+    (files have none). `delivery` is marked stored once every message is committed; a
+    message that could not be stored is named on its line and leaves the status at 75.
     A failure to process is logged and leaves the messages to `serve`: it never changes the
     status. Raises what prevents storing (`pipe_exit.run` makes it a 75).
     """
