@@ -113,7 +113,7 @@ postlog   unix-dgram n - n - 1 postlogd
 
 
 class Postfix:
-    """One Postfix instance with smtpd on 127.0.0.1:`port`, final destination for `domains`."""
+    """One Postfix instance with smtpd on 127.0.0.1:`port` only."""
 
     def __init__(self, port: int) -> None:
         self.port = port
