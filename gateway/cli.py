@@ -118,8 +118,12 @@ def import_(app: App, file: str) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--sender", metavar="ADDR",
+              help='Envelope sender of the message on standard input ("" or MAILER-DAEMON: the null sender).')
+@click.option("--recipient", "recipients", metavar="ADDR", multiple=True,
+              help="Envelope recipient of the message on standard input (repeatable).")
 @pass_app
-def ingest(app: App, paths: tuple[str, ...]) -> None:
+def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tuple[str, ...]) -> None:
     """Store messages (standard input, files, folders or Maildirs), then process them.
 
     Exit status speaks of storing only: 0 once every message is stored, 75 when one could
@@ -127,10 +131,13 @@ def ingest(app: App, paths: tuple[str, ...]) -> None:
     line at most; reading standard input, the log goes to `[log] file`, syslog or nowhere.
     """
     from gateway.receive import pipe, pipe_exit
+    if paths and (sender is not None or recipients):
+        raise click.UsageError("--sender and --recipient describe the message on standard input, not files")
+    envelope = pipe.Envelope.given(sender, recipients)
     if not paths:
         logs.for_pipe()
-    pipe_exit.leave(pipe_exit.run(
-        lambda delivery: pipe.ingest(lambda: (app.settings, app.engine), list(paths), delivery)))
+    pipe_exit.leave(pipe_exit.run(lambda delivery: pipe.ingest(
+        lambda: (app.settings, app.engine), list(paths), delivery, envelope)))
 
 
 @main.command()

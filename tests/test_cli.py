@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from harness import CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, agent_mail, mail
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, make_url, select, text
 
 from gateway import intake
 from gateway.cli import main
 from gateway.config import Settings
+from gateway.db import session_scope
+from gateway.models import InboundMessage
 from gateway.pipeline import run
 from gateway.receive.pipe_exit import EX_TEMPFAIL
 
@@ -123,6 +125,39 @@ def test_ingest_from_standard_input(cli, loaded) -> None:  # noqa: ANN001
     [row] = cli.json("inbound", "list")
     assert row["outcome"] == "created" and row["subject"] == OPEN
     assert cli.json("status")["outbox_pending"] == 3  # acknowledgement and the two agents
+
+
+def test_ingest_stores_the_envelope_given_on_its_command_line(cli, loaded) -> None:  # noqa: ANN001
+    token = SUPPORT.replace("@", "+1-0123456789abcdef0123@")
+    cli.ok("ingest", "--sender", CLAIRE, "--recipient", SUPPORT, f"--recipient={token}",
+           input=mail(CLAIRE, OPEN).as_bytes())
+    [row] = _inbound(loaded)
+    assert (row.door, row.envelope_from, row.envelope_to) == ("pipe", CLAIRE, [SUPPORT, token])
+    assert row.outcome == "created"
+
+
+@pytest.mark.parametrize("sender", ["", "MAILER-DAEMON", "<>"])
+def test_ingest_takes_postfix_spellings_of_the_null_sender(cli, loaded, sender) -> None:  # noqa: ANN001
+    """pipe(8)'s `${sender}` is "" with `null_sender=`, and MAILER-DAEMON without it: an
+    out-of-office reply that only its null sender tells from a person's mail."""
+    cli.ok("ingest", "--sender", sender, "--recipient", SUPPORT,
+           input=mail(CLAIRE, "Absence du bureau", "Je suis absente jusqu'au 3 décembre.\n").as_bytes())
+    [row] = _inbound(loaded)
+    assert (row.envelope_from, row.outcome) == ("", "ignored")
+    assert cli.json("status")["outbox_pending"] == 0
+
+
+def test_ingest_refuses_an_envelope_with_files(cli, loaded, tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "open.eml"
+    path.write_bytes(mail(CLAIRE, OPEN).as_bytes())
+    result = cli("ingest", "--sender", CLAIRE, str(path))
+    assert result.exit_code == 2 and "standard input" in result.output
+    assert cli.json("inbound", "list") == []
+
+
+def _inbound(engine: Engine) -> list[InboundMessage]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
 
 
 def _unreachable_database(settings: Settings, tmp_path: Path) -> str:

@@ -1,14 +1,16 @@
 """The pipe door behind `gateway ingest`: read raw messages from stdin, files or folders.
 
-An MTA pipes one message to standard input; an operator replays a backlog from files, a
-folder of `.eml` files or a Maildir. Each message is stored as it is read, then processed.
-How the command ends (its exit status whatever happens) is `pipe_exit`'s business.
+An MTA pipes one message to standard input, with its envelope on the command line; an
+operator replays a backlog from files, a folder of `.eml` files or a Maildir. Each message
+is stored as it is read, then processed. How the command ends (its exit status whatever
+happens) is `pipe_exit`'s business.
 """
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -22,6 +24,27 @@ log = logging.getLogger(__name__)
 BATCH = 50  # messages stored, then processed, per transaction when replaying a folder
 
 STDIN = "<stdin>"
+# What Postfix's pipe(8) puts for the null sender in ${sender} unless told otherwise
+# (null_sender=): a real sender always has a domain by then, so this one cannot be a person.
+POSTFIX_NULL_SENDER = "mailer-daemon"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The envelope of the message on standard input, as the MTA gives it: the sender
+    ("" for the null sender, None when not given) and the recipients."""
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+
+    @classmethod
+    def given(cls, sender: str | None, recipients: Iterable[str]) -> Envelope:
+        """The envelope from the command line; Postfix's bare `MAILER-DAEMON` (and `<>`)
+        is the null sender, stored as "" like the SMTP door stores `MAIL FROM:<>`."""
+        if sender is not None:
+            sender = sender.strip()
+            if sender.lower() in (POSTFIX_NULL_SENDER, "<>"):
+                sender = ""
+        return cls(sender, tuple(r.strip() for r in recipients if r.strip()))
 
 
 def read_sources(paths: list[str]) -> Iterator[tuple[str, bytes]]:
@@ -91,12 +114,13 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
 
 
 def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
-           delivery: Delivery) -> None:
+           delivery: Delivery, envelope: Envelope = Envelope()) -> None:
     """Store the messages of `paths` (standard input when empty), then process them.
 
     `connect` gives the settings and an engine on an upgraded schema; standard input is
-    read before it is called. `delivery` is marked stored once every message is committed;
-    a message that could not be stored is named on its line and leaves the status at 75.
+    read before it is called. `envelope` is stored with the message of standard input
+    (files have none). `delivery` is marked stored once every message is committed; a
+    message that could not be stored is named on its line and leaves the status at 75.
     A failure to process is logged and leaves the messages to `serve`: it never changes the
     status. Raises what prevents storing (`pipe_exit.run` makes it a 75).
     """
@@ -106,7 +130,8 @@ def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
     else:
         [(_, raw)] = read_sources([])
         settings, engine = connect()
-        ids, failed = [intake.store(engine, raw, door="pipe").id], []
+        ids, failed = [intake.store(engine, raw, door="pipe", envelope_from=envelope.sender,
+                                    envelope_to=list(envelope.recipients)).id], []
     if failed:
         delivery.line = f"gateway: could not store {', '.join(failed)} (see the log)"
     else:
