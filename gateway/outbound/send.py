@@ -1,7 +1,7 @@
 """Drain the outbox: build each delivery's MIME message and hand it to the relay or maildir.
 
-Deliveries are claimed in batches, in one short transaction each: locked for `LOCK` under
-the claim's random owner id. Just before one is sent, the claim on it is checked and
+Deliveries are claimed in batches, in one short transaction each: locked for
+`outbound.claim_seconds` under the claim's random owner id. Just before one is sent, the claim on it is checked and
 renewed: a delivery whose lock expired while the batch was slow, and that another sender
 (a second `gateway serve`, `gateway outbox send`) claimed meanwhile, is skipped. It is sent
 outside any transaction, through one relay connection for the whole drain (relay.py), then
@@ -35,7 +35,6 @@ from gateway.outbound.token import reply_address
 
 log = logging.getLogger(__name__)
 RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
-LOCK = dt.timedelta(minutes=5)
 Clock = Callable[[], dt.datetime]  # naive UTC
 
 
@@ -107,8 +106,8 @@ class Claim:
     ids: list[int]
 
 
-def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> Claim:
-    """Lock up to `limit` due deliveries for this sender until `now + LOCK`, under a new
+def claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, limit: int = 50) -> Claim:
+    """Lock up to `limit` due deliveries for this sender until `now + lock`, under a new
     owner id; two senders never share one."""
     owner = secrets.token_hex(16)
     # One statement that reads and locks: on SQLite a read followed by a write fails when
@@ -118,16 +117,16 @@ def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> Claim:
            .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))
     with session_scope(engine) as session:
         ids = session.scalars(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
-                              .values(locked_until=now + LOCK, claim=owner).returning(Delivery.id))
+                              .values(locked_until=now + lock, claim=owner).returning(Delivery.id))
         return Claim(owner, sorted(ids))
 
 
-def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime) -> bool:
-    """Renew the claim `owner` on one delivery until `now + LOCK`, just before it is sent;
+def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime, lock: dt.timedelta) -> bool:
+    """Renew the claim `owner` on one delivery until `now + lock`, just before it is sent;
     False when another sender claimed it since (its lock had expired) or it is done."""
     renewed = session.execute(update(Delivery).where(
         Delivery.id == delivery_id, Delivery.claim == owner, Delivery.status == DELIVERY_PENDING)
-        .values(locked_until=now + LOCK).execution_options(synchronize_session=False))
+        .values(locked_until=now + lock).execution_options(synchronize_session=False))
     return renewed.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -136,7 +135,7 @@ def send_one(engine: Engine, settings: Settings, transport: Transport, owner: st
     """Send one delivery of the claim `owner` and record the result; returns the new status,
     or None when another sender holds it now (then nothing is sent, or nothing recorded)."""
     with session_scope(engine) as session:
-        if not hold(session, delivery_id, owner, clock()):
+        if not hold(session, delivery_id, owner, clock(), lock(settings)):
             return None
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
@@ -195,10 +194,15 @@ def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = 
     clock = _clock(now)
     counts: Counter[str] = Counter()
     with Transport(settings) as transport:
-        while (batch := claim(engine, clock())).ids:
+        while (batch := claim(engine, clock(), lock(settings))).ids:
             for delivery_id in batch.ids:
                 counts[send_one(engine, settings, transport, batch.owner, delivery_id, clock) or "skipped"] += 1
     return dict(counts)
+
+
+def lock(settings: Settings) -> dt.timedelta:
+    """How long a claim holds a delivery."""
+    return dt.timedelta(seconds=settings.outbound.claim_seconds)
 
 
 def _clock(now: dt.datetime | Clock | None) -> Clock:
