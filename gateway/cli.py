@@ -278,23 +278,30 @@ def jobs() -> None:
 
 
 def _clock(value: str | None) -> Any:
-    """--now as naive UTC; an ISO-8601 time without an offset is taken as UTC."""
+    """--now as naive UTC; an ISO-8601 time without an offset is taken as UTC. A time out
+    of the jobs' reach (jobs/clock.py) is refused as a bad parameter, never run."""
     import datetime as dt
 
     from gateway.db import utcnow
+    from gateway.jobs.clock import out_of_reach
+    now = utcnow()
     if value is None:
-        return utcnow()
+        return now
     try:
         moment = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint="--now") from exc
-    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    except (ValueError, OverflowError) as exc:  # OverflowError: an offset past year 1 or 9999
+        raise click.BadParameter(f"not an ISO-8601 time the jobs can use: {value!r}", param_hint="--now") from exc
+    if (problem := out_of_reach(moment, now)) is not None:
+        raise click.BadParameter(problem, param_hint="--now")
+    return moment
 
 
 @jobs.command("run")
 @click.argument("name", type=click.Choice(("reminders", "autoclose", "escalation", "adv-digest",
                                            "licence-expiry", "all")))
-@click.option("--now", "now", metavar="ISO-8601", help="The clock to run with (default: now; UTC without an offset).")
+@click.option("--now", "now", metavar="ISO-8601",
+              help="The job's clock: what is due then is done now (default: now; UTC without an offset).")
 @pass_app
 def jobs_run(app: App, name: str, now: str | None) -> None:
     """Run one job, or all, once; exits 1 when something was left undone by an error."""

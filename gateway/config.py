@@ -76,6 +76,8 @@ class OutboundSettings:
     maildir: str = "var/sent"
     poll_seconds: float = 5.0
     give_up_after_hours: int = 72
+    # How long a sender holds the deliveries it claimed (renewed before each is sent).
+    claim_seconds: int = 300
     # All the files one mail carries, before encoding. Base64 makes them a third larger, so
     # 7 MB of files gives a mail under the 10,240,000 bytes Postfix accepts by default.
     max_attachment_bytes: int = 7_000_000

@@ -255,6 +255,7 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claim: Mapped[str | None] = mapped_column(String(32))  # the sender's claim that locked it
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     message: Mapped[OutboundMessage] = relationship(back_populates="deliveries", lazy="joined")

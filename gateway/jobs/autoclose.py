@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from gateway import timeline
 from gateway.config import Settings
+from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, local, lock_case, post
 from gateway.models import CLOSED, RESOLVED, Case, CaseEvent
 from gateway.pipeline.work import case_recipients
@@ -36,18 +37,20 @@ def _due(settings: Settings, since: dt.datetime) -> dt.datetime | None:
     return since + dt.timedelta(days=days) if days > 0 else None
 
 
-def find(settings: Settings, session: Session, now: dt.datetime) -> list[Item]:
+def find(settings: Settings, session: Session, at: dt.datetime) -> list[Item]:
     return [Item(case_id, "close") for case_id, since in resolved_since(session).items()
-            if (due := _due(settings, since)) is not None and due <= now]
+            if (due := _due(settings, since)) is not None and due <= at]
 
 
-def act(settings: Settings, session: Session, now: dt.datetime, case_id: int) -> str | None:
-    """Close one resolved case whose delay has passed; None if it is no longer due."""
+def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str | None:
+    """Close one resolved case whose delay has passed by the job's clock; None if it is no
+    longer due. The case closes, and its notice goes, at the real time."""
     case = lock_case(session, case_id)
     since = resolved_since(session, Case.id == case_id).get(case_id)
     due = _due(settings, since) if since is not None else None
-    if case is None or due is None or due > now:
+    if case is None or due is None or due > clock.at:
         return None
+    now = clock.now
     case.status, case.closed_at, case.updated_at, case.waiting_since = CLOSED, now, now, None
     days = settings.cases.resolved_autoclose_days
     add_event(session, settings, now, case, "closed", timeline.closed_resolved(days))

@@ -1,5 +1,9 @@
 """What the jobs share: the time zone, delays in days, the case lock, timeline events and
-an outbox for automatic mail. Never commits."""
+an outbox for automatic mail. Never commits.
+
+`find` takes the job's clock; `act` takes both times (clock.Clock): it checks what is due
+and writes the job's own record with `clock.at`, and dates mail and case changes with
+`clock.now` (`add_event` and `post` are given that one)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway import workdays
 from gateway.config import Settings
+from gateway.jobs.clock import Clock
 from gateway.models import Case, CaseEvent
 from gateway.outbound.outbox import AUTO_GENERATED, Outbox, Recipient
 
@@ -27,8 +32,8 @@ class Item:
 @dataclass(frozen=True)
 class Job:
     name: str
-    find: Callable[[Settings, Session, dt.datetime], list[Item]]       # reads only
-    act: Callable[[Settings, Session, dt.datetime, int], str | None]   # None: no longer due
+    find: Callable[[Settings, Session, dt.datetime], list[Item]]   # the job's clock; reads only
+    act: Callable[[Settings, Session, Clock, int], str | None]     # None: no longer due
 
 
 def zone(settings: Settings) -> ZoneInfo:

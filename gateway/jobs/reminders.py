@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gateway import timeline
 from gateway.config import Settings
+from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, later, local, lock_case, post
 from gateway.models import CLOSED, WAITING, Case, CaseEvent, Reminder
 from gateway.pipeline.work import case_recipients
@@ -70,46 +71,48 @@ def waits(session: Session, *where: Any) -> dict[int, Wait]:
     return {i: Wait(since[i], tuple(sent[i])) for i in since}
 
 
-def find(settings: Settings, session: Session, now: dt.datetime) -> list[Item]:
+def find(settings: Settings, session: Session, at: dt.datetime) -> list[Item]:
     due = ((i, next_step(settings, w)) for i, w in waits(session).items())
-    return [Item(i, step.action) for i, step in due if step is not None and step.due <= now]
+    return [Item(i, step.action) for i, step in due if step is not None and step.due <= at]
 
 
-def act(settings: Settings, session: Session, now: dt.datetime, case_id: int) -> str | None:
-    """Send the reminder that is due on one case, or close it; None if nothing is due."""
+def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str | None:
+    """Send the reminder that is due on one case by the job's clock, or close it; None if
+    nothing is due."""
     case = lock_case(session, case_id)
     wait = waits(session, Case.id == case_id).get(case_id)
     step = next_step(settings, wait) if wait is not None else None
-    if case is None or wait is None or step is None or step.due > now:
+    if case is None or wait is None or step is None or step.due > clock.at:
         return None
     if step.action == "reminder":
-        return _remind(settings, session, now, case, wait, step.number)
-    return _close(settings, session, now, case, wait)
+        return _remind(settings, session, clock, case, wait, step.number)
+    return _close(settings, session, clock.now, case, wait)
 
 
-def _remind(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait,
+def _remind(settings: Settings, session: Session, clock: Clock, case: Case, wait: Wait,
             number: int) -> str:
     # The unique (case, period, number) row is written first: a second gateway fails here.
-    session.add(Reminder(case_id=case.id, period=wait.since, number=number, at=now))
+    # It is dated by the job's clock, which the next step counts from.
+    session.add(Reminder(case_id=case.id, period=wait.since, number=number, at=clock.at))
     session.flush()
     total = settings.reminders.max
-    add_event(session, settings, now, case, "reminder", timeline.reminder(number, total))
+    add_event(session, settings, clock.now, case, "reminder", timeline.reminder(number, total))
     question = session.scalar(select(CaseEvent.text).where(
         CaseEvent.case_id == case.id, CaseEvent.kind == "agent_message")
         .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()).limit(1))
     to, cc = case_recipients(case)
-    post(session, settings, now, "reminder", to, cc, case=case, context={
+    post(session, settings, clock.now, "reminder", to, cc, case=case, context={
         "number": number, "total": total, "question": question or "",
-        "asked_on": local(settings, wait.since).date(), "closes_on": _closes_on(settings, now, number)})
+        "asked_on": local(settings, wait.since).date(), "closes_on": _closes_on(settings, clock.at, number)})
     return "reminder"
 
 
-def _closes_on(settings: Settings, now: dt.datetime, number: int) -> dt.date | None:
-    """The day the case will close if nobody answers, counting from this reminder."""
+def _closes_on(settings: Settings, since: dt.datetime, number: int) -> dt.date | None:
+    """The day the case will close if nobody answers, counting from this reminder's record."""
     r = settings.reminders
     if r.autoclose_after_days <= 0:
         return None
-    at = now
+    at = since
     for _ in range(r.max - number):
         at = later(settings, at, r.interval_days)
     return local(settings, later(settings, at, r.autoclose_after_days)).date()

@@ -3,7 +3,8 @@
 This is the one place where a job's unexpected exception is caught: the thing it was
 doing is left for the next run, the others go on, and the run is recorded as failed with
 its errors (`gateway status`). A unique-key violation means another gateway did that
-thing at the same moment: it is skipped. The caller passes the clock.
+thing at the same moment: it is skipped. The caller passes the job's clock; the runner
+reads the real time for each thing it does (clock.Clock says which time dates what).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.db import session_scope
+from gateway.db import session_scope, utcnow
 from gateway.jobs import NAMES, autoclose, digest, escalation, expiry, record, reminders
+from gateway.jobs.clock import Clock
 from gateway.jobs.common import Job
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,9 @@ class Run:
 
 def run(name: str, settings: Settings, engine: Engine, now: dt.datetime,
         stopping: Callable[[], bool] = lambda: False) -> Run:
-    """Run the job `name` once with the clock `now` (naive UTC). When `stopping()` turns
-    true (the gateway stops), what is left is left for the next run."""
+    """Run the job `name` once with the job's clock `now` (naive UTC): what is due then is
+    done now, its mail due at once. When `stopping()` turns true (the gateway stops), what
+    is left is left for the next run."""
     job = JOBS[name]
     record.save(engine, name, last_run=record.iso(now), outcome="running")
     did: Counter[str] = Counter()
@@ -63,7 +66,7 @@ def run(name: str, settings: Settings, engine: Engine, now: dt.datetime,
             break
         try:
             with session_scope(engine) as session:
-                done = job.act(settings, session, now, item.key)
+                done = job.act(settings, session, Clock(now, utcnow()), item.key)
         except IntegrityError as exc:
             # Another gateway did it at the same moment (logged: a bug would show here too).
             log.info("job %s: %s %s done elsewhere (%s)", name, item.action, item.key, str(exc.orig)[:200])

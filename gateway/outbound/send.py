@@ -1,17 +1,23 @@
 """Drain the outbox: build each delivery's MIME message and hand it to the relay or maildir.
 
-A delivery is claimed (locked for a few minutes) in one short transaction, sent outside
-any transaction, then marked sent, retried later with a growing delay, or set aside as
-failed after `outbound.give_up_after_hours` (or at once on a permanent 5xx refusal).
+Deliveries are claimed in batches, in one short transaction each: locked for
+`outbound.claim_seconds` under the claim's random owner id. Just before one is sent, the claim on it is checked and
+renewed: a delivery whose lock expired while the batch was slow, and that another sender
+(a second `gateway serve`, `gateway outbox send`) claimed meanwhile, is skipped. It is sent
+outside any transaction, through one relay connection for the whole drain (relay.py), then
+marked sent, retried later with a growing delay, or set aside as failed after
+`outbound.give_up_after_hours` (or at once on a permanent 5xx refusal), and only while the
+claim still holds it: a stale sender's late update changes nothing. Delivery is at least
+once: a crash between sending and marking sends that delivery again once its lock expires.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import mailbox
-import smtplib
-import ssl
-from collections.abc import Sequence
+import secrets
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -24,15 +30,12 @@ from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, At
                             OutboundFile)
 from gateway.outbound import digest, headers
 from gateway.outbound.compose import clean_header
+from gateway.outbound.relay import PermanentFailure, Transport
 from gateway.outbound.token import reply_address
 
 log = logging.getLogger(__name__)
 RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
-LOCK = dt.timedelta(minutes=5)
-
-
-class PermanentFailure(Exception):
-    """The relay refused the recipient or the message for good (5xx)."""
+Clock = Callable[[], dt.datetime]  # naive UTC
 
 
 def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = ()) -> EmailMessage:
@@ -96,51 +99,44 @@ def _addresses(header: str, mailboxes: list[tuple[str, str]]) -> headers.Written
     return headers.address_list(header, [(clean_header(name or ""), address) for name, address in mailboxes])
 
 
-def claim(engine: Engine, now: dt.datetime, limit: int = 50) -> list[int]:
-    """Lock up to `limit` due deliveries for this process; two senders never share one."""
+@dataclass(frozen=True)
+class Claim:
+    """Deliveries locked by one sender for one batch; `owner` is stored beside each lock."""
+    owner: str
+    ids: list[int]
+
+
+def claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, limit: int = 50) -> Claim:
+    """Lock up to `limit` due deliveries for this sender until `now + lock`, under a new
+    owner id; two senders never share one."""
+    owner = secrets.token_hex(16)
     # One statement that reads and locks: on SQLite a read followed by a write fails when
     # another sender wrote in between; on PostgreSQL SKIP LOCKED keeps two senders apart.
     due = (select(Delivery.id).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
                                      or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
            .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))
     with session_scope(engine) as session:
-        return sorted(session.scalars(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
-                                      .values(locked_until=now + LOCK).returning(Delivery.id)))
+        ids = session.scalars(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
+                              .values(locked_until=now + lock, claim=owner).returning(Delivery.id))
+        return Claim(owner, sorted(ids))
 
 
-def _transmit(msg: EmailMessage, recipient: str, settings: Settings) -> None:
-    out = settings.outbound
-    if out.transport == "maildir":
-        folder = settings.path(out.maildir)
-        # Maildir(create=True) makes the last folder only: "var/sent" needs "var" first.
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        box = mailbox.Maildir(folder, create=True)
-        try:
-            box.add(msg.as_bytes())
-        finally:
-            box.close()
-        return
-    try:
-        with smtplib.SMTP(out.host, out.port, timeout=30) as smtp:
-            if out.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if out.username:
-                smtp.login(out.username, out.password)
-            smtp.send_message(msg, from_addr=settings.support.address, to_addrs=[recipient])
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        if codes and all(500 <= c < 600 for c in codes):
-            raise PermanentFailure(str(exc.recipients)) from exc
-        raise
-    except smtplib.SMTPResponseException as exc:
-        if 500 <= exc.smtp_code < 600:
-            raise PermanentFailure(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
-        raise
+def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime, lock: dt.timedelta) -> bool:
+    """Renew the claim `owner` on one delivery until `now + lock`, just before it is sent;
+    False when another sender claimed it since (its lock had expired) or it is done."""
+    renewed = session.execute(update(Delivery).where(
+        Delivery.id == delivery_id, Delivery.claim == owner, Delivery.status == DELIVERY_PENDING)
+        .values(locked_until=now + lock).execution_options(synchronize_session=False))
+    return renewed.rowcount == 1  # type: ignore[attr-defined]
 
 
-def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datetime) -> str:
-    """Send one claimed delivery and record the result; returns the new status."""
+def send_one(engine: Engine, settings: Settings, transport: Transport, owner: str, delivery_id: int,
+             clock: Clock) -> str | None:
+    """Send one delivery of the claim `owner` and record the result; returns the new status,
+    or None when another sender holds it now (then nothing is sent, or nothing recorded)."""
     with session_scope(engine) as session:
+        if not hold(session, delivery_id, owner, clock(), lock(settings)):
+            return None
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
         recipient = delivery.recipient
@@ -155,15 +151,26 @@ def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datet
     try:
         if msg is None:
             raise PermanentFailure(build_error)
-        _transmit(msg, recipient, settings)
+        transport.send(msg, recipient)
     except PermanentFailure as exc:
         error, permanent = str(exc), True
-    except (OSError, smtplib.SMTPException) as exc:
+    except OSError as exc:  # smtplib's errors are OSErrors too
         error = f"{type(exc).__name__}: {exc}"
+    return record(engine, settings, delivery_id, owner, clock(), error, permanent)
+
+
+def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now: dt.datetime,
+           error: str | None, permanent: bool) -> str | None:
+    """Mark a delivery sent, due again later, or failed, if the claim `owner` still holds
+    it; returns its new status, or None (and changes nothing) when another sender does."""
     with session_scope(engine) as session:
-        # A write first, for the same reason as in `claim`.
-        session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                        .values(attempts=Delivery.attempts + 1, locked_until=None))
+        # A write first, for the same reason as in `claim`; it releases the lock.
+        held = session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.claim == owner)
+                               .values(attempts=Delivery.attempts + 1, locked_until=None, claim=None)
+                               .execution_options(synchronize_session=False))
+        if held.rowcount != 1:  # type: ignore[attr-defined]
+            log.warning("delivery %s was claimed by another sender meanwhile: its result is theirs", delivery_id)
+            return None
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
         if error is None:
@@ -174,22 +181,35 @@ def send_one(engine: Engine, settings: Settings, delivery_id: int, now: dt.datet
             delay = dt.timedelta(minutes=RETRY_MINUTES[min(delivery.attempts, len(RETRY_MINUTES)) - 1])
             if permanent or now + delay > give_up:
                 delivery.status = DELIVERY_FAILED
-                log.warning("delivery %s to %s set aside: %s", delivery_id, recipient, error)
+                log.warning("delivery %s to %s set aside: %s", delivery_id, delivery.recipient, error)
             else:
                 delivery.next_attempt_at = now + delay
         return delivery.status
 
 
-def drain(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> dict[str, int]:
-    """Send every due delivery once; returns how many ended in each status. Held-back
-    notices whose window ended are first merged into their digests (digest.py)."""
-    counts: dict[str, int] = {}
-    digest.flush(engine, settings, now)
-    while True:
-        now_ = now or utcnow()
-        ids = claim(engine, now_)
-        if not ids:
-            return counts
-        for delivery_id in ids:
-            status = send_one(engine, settings, delivery_id, now_)
-            counts[status] = counts.get(status, 0) + 1
+def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = None) -> dict[str, int]:
+    """Send every due delivery once, through one relay connection; returns how many ended in
+    each status (`skipped`: another sender held it). `now` is a fixed time or a clock to
+    read (default: the real time), read at each claim and each delivery. Held-back notices
+    whose window ended are first merged into their digests (digest.py)."""
+    clock = _clock(now)
+    counts: Counter[str] = Counter()
+    digest.flush(engine, settings, clock())
+    with Transport(settings) as transport:
+        while (batch := claim(engine, clock(), lock(settings))).ids:
+            for delivery_id in batch.ids:
+                counts[send_one(engine, settings, transport, batch.owner, delivery_id, clock) or "skipped"] += 1
+    return dict(counts)
+
+
+def lock(settings: Settings) -> dt.timedelta:
+    """How long a claim holds a delivery."""
+    return dt.timedelta(seconds=settings.outbound.claim_seconds)
+
+
+def _clock(now: dt.datetime | Clock | None) -> Clock:
+    if now is None:
+        return utcnow
+    if isinstance(now, dt.datetime):
+        return lambda: now
+    return now
