@@ -76,7 +76,9 @@ def write_config(work: Path, database_url: str, door: int, relay: int, claim_sec
                       f'[smtp]\nhost = "127.0.0.1"\nport = {door}\n\n'
                       f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {relay}\npoll_seconds = 0.2\n'
                       f'claim_seconds = {claim_seconds}\n\n'
-                      f'[support]\naddress = "{crash_load.SUPPORT}"\nanswers_per_hour = 1000000\n\n'
+                      # The load comes from a handful of senders: no caps, so every notice is due now.
+                      f'[support]\naddress = "{crash_load.SUPPORT}"\nanswers_per_hour = 1000000\n'
+                      'notices_per_window = 1000000\nstranger_answers_per_hour = 1000000\n\n'
                       '[jobs]\nenabled = false\n', encoding="utf-8")
     return config
 
