@@ -40,7 +40,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
-from gateway import intake
+from gateway import bounds, intake
 from gateway.config import Settings
 from gateway.db import session_scope
 from gateway.models import InboundMessage, State
@@ -423,8 +423,9 @@ class ImapDoor:
             log.debug("could not release IMAP claims: %s", exc)
 
     def _folder(self, name: str, selected: dict[bytes, Any]) -> Folder:
-        return Folder(name, f"imap:{self.imap.host}:{self.imap.username}:{name}:",
-                      int(selected[b"UIDVALIDITY"]))
+        # Bounded so that every source key of the folder fits its column, the same for all.
+        prefix = bounds.key(f"imap:{self.imap.host}:{self.imap.username}:{name}", bounds.SOURCE_KEY - 41)
+        return Folder(name, prefix + ":", int(selected[b"UIDVALIDITY"]))
 
     def _mark(self, folder: Folder) -> int | None:
         """The highest UID a pass has seen in this folder, None when unknown or outdated."""
