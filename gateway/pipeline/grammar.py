@@ -53,6 +53,7 @@ _PREFIX = re.compile(
     re.IGNORECASE)
 _FIELD_LINE = re.compile(r"^\s*([^:=\n]{1,40}?)\s*[:=]\s*(.*?)\s*$")
 _LONGEST_FIELD_LINE = 500  # a longer line is text, not a field
+_TOP_LINES = 1_000
 _CASE_NUMBER = re.compile(r"^#?\s*(\d{1,12})$")
 # The longest tag name, in words ("numéro de série", "niveau de criticité"); the case tag
 # may be configured longer.
@@ -107,8 +108,10 @@ class Request:
         drop = {f.line for f in self.field_lines if f.field in used}
         if not drop:
             return self.text.strip()
-        lines = self.text.split("\n")
-        return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip()
+        last = max(drop)  # the field lines are at the top: the rest is not split
+        lines = self.text.split("\n", last + 1)
+        return "\n".join([line for i, line in enumerate(lines[: last + 1]) if i not in drop]
+                         + lines[last + 1:]).strip()
 
 
 def parse_criticality(value: str) -> int | None:
@@ -178,7 +181,8 @@ def read_body_fields(request: Request, text: str) -> None:
     field; the subject keeps precedence. The text itself is kept whole in `request.text`:
     `Request.body` removes the lines a rule used, and nothing else."""
     request.text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
-    for index, line in enumerate(request.text.split("\n")):
+    # The first paragraph ends at the first blank line; its first 1,000 lines are read.
+    for index, line in enumerate(request.text.split("\n", _TOP_LINES)):
         if not line.strip():
             break  # the first blank line ends the top of the body
         m = _FIELD_LINE.match(line) if len(line) <= _LONGEST_FIELD_LINE else None

@@ -7,8 +7,8 @@ unknown or wrong charsets and broken MIME structures.
 
 Bounded: whatever the bytes, parsing costs bounded time and memory. The message is
 read within the limits of `gateway.pipeline.bounded` (lines, header values), and
-then at most 500 MIME parts, 60 levels deep, 1,000,000 characters of text, 300,000
-characters of HTML, a 1,000-character subject, 100 addresses per field and 100
+then at most 500 MIME parts, 60 levels deep, 300,000 characters (6,000 tags) of
+HTML, a 1,000-character subject, 100 addresses per field and 100
 message ids per threading field. Every value is bounded the way `gateway.bounds`
 says, so it fits the database. Whatever is cut is said in `ParsedMail.notes`, which
 the pipeline adds to the outcome's reasons; the stored raw message keeps all.
@@ -380,7 +380,6 @@ _FORWARDED_TYPES = frozenset({"message/rfc822", "message/global"})
 _HEADERS_TYPES = frozenset({"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"})
 _MAX_PARTS = 500
 _MAX_DEPTH = 60
-_MAX_TEXT = 1_000_000  # characters of text kept, all parts together (about 300 pages)
 _MAX_HTML = 300_000  # characters of HTML converted, all parts together
 _MAX_HTML_TAGS = 6_000  # and tags and entities ("<", "&"): html2text spends up to 70 µs on each
 _MAX_FILENAME = 150
@@ -398,7 +397,6 @@ class _Body:
     failed: list[str] = field(default_factory=list)
     defects: int = 0
     notes: list[str] = field(default_factory=list)
-    text_left: int = _MAX_TEXT
     html_left: int = _MAX_HTML
     tags_left: int = _MAX_HTML_TAGS
 
@@ -479,7 +477,7 @@ def _is_text(part: Message, ctype: str) -> bool:
 
 
 def _part_text(part: Message, ctype: str, body: _Body) -> str:
-    """The text of a part, within what is left of the text (and HTML) budget."""
+    """The text of a part; an HTML part within what is left of the HTML budget."""
     data = part.get_payload(decode=True)
     text = _decode_bytes(data if isinstance(data, bytes) else b"", _charset(part))
     if ctype == "text/html":
@@ -487,9 +485,7 @@ def _part_text(part: Message, ctype: str, body: _Body) -> str:
         body.html_left -= len(text)
         body.tags_left -= text.count("<") + text.count("&")
         text = html_to_text(text) if text else ""
-    text = _clean_text(_within(text, body.text_left, "text part", body))
-    body.text_left -= len(text)
-    return text
+    return _clean_text(text)
 
 
 def _tags_end(markup: str, chars: int, tags: int) -> int:

@@ -11,8 +11,10 @@ such as "Warning: the mail server refuses ...". What the library misses is added
 below, each addition with its reason.
 
 Bounded: the reply headers, forwards and signatures are looked for in the first
-100,000 characters only (the author's own words come first); a longer text is
-kept whole past that point, never cut for its length.
+100,000 characters only (the author's own words come first), and the first
+1,000,000 characters only are cleaned up line by line; past them, a text whose
+end was not cut (no quote, no signature found) follows as written. A text is
+never cut for its length.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ _LONGEST_CLOSING_LINE = 60
 # Characters searched for a reply header, a forward or a signature: each search costs
 # about a microsecond per character, and no author writes 100,000 characters above a quote.
 _SEARCH = 100_000
+# Characters cleaned up line by line (the library's clean-up costs Python time per line).
+_WHOLE = 1_000_000
 
 
 def _library_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
@@ -95,9 +99,11 @@ def strip_reply(text: str) -> str:
     if not text.strip():
         return ""
     text = text.replace("\r\n", "\n").replace("\xa0", " ").replace("\u202f", " ")
+    cut = text.rfind("\n", 0, _WHOLE) if len(text) > _WHOLE else len(text)
+    head, rest = text[: cut if cut > 0 else _WHOLE], text[cut if cut > 0 else _WHOLE :]
     try:
         # The library's clean-up: line endings, blanks around lines, Outlook rules.
-        normalised = EmailMessage(text=text, languages=list(_LANGUAGES)).text
+        normalised = EmailMessage(text=head, languages=list(_LANGUAGES)).text
         # Its attribution patterns backtrack quadratically on a long line (a
         # 5 KB paragraph starting with "On" takes a second). No reply header is
         # that long, so the patterns search a copy whose long lines are blanked
@@ -106,8 +112,14 @@ def strip_reply(text: str) -> str:
         limit = _window(masked)
         forward = _forward_start(masked, limit)
         start, end = _first_reply(masked, forward, limit)
-        own = normalised[start : _signature_start(masked, start, end, limit)].strip()
-        kept = "\n\n".join(filter(None, (_drop_trailing_quote(own), normalised[forward:].strip())))
+        signature = _signature_start(masked, start, end, limit)
+        own = normalised[start:signature].strip()
+        trimmed = _drop_trailing_quote(own)
+        kept = "\n\n".join(filter(None, (trimmed, normalised[forward:].strip())))
+        # The text past the head follows when the author's words (or what they forward)
+        # run on to the head's end: nothing was cut there.
+        if rest and (forward < len(masked) or signature == end == len(masked) and trimmed == own):
+            kept += rest.rstrip()
     except Exception:  # a third-party heuristic must never cost us the message
         return text.strip()
     # Stripping must not swallow a message silently: if nothing is left, keep
