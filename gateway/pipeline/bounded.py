@@ -2,13 +2,13 @@
 
 The standard library's parser spends time on every line and every MIME part, and re-reads
 a header's parameters once per parameter (quadratic in their number). `trim` cuts a message
-of more than 500,000 lines, or 10,000 lines starting with "--" (MIME boundaries: the
-pipeline reads 500 parts anyway), or whose header block has more than 10,000 lines; `BoundedPolicy`
-cuts header values as the parser reads them: Content-Type and Content-Disposition at 4,096
-characters and 64 parameters (a long file name in RFC 2231 pieces takes about 25), any
-other at 32,000, References and In-Reply-To keeping their end (where the
-newest messages are). Everything cut is recorded, so that the outcome's reasons say it;
-the stored raw message keeps all of it. Pure: no I/O.
+of more than 500,000 lines, or of 10,000 lines starting with "--" (MIME boundaries: the
+pipeline reads 500 parts anyway), or whose header block has more than 10,000 lines.
+`BoundedPolicy` cuts header values as the parser reads them: Content-Type and
+Content-Disposition at 4,096 characters and 64 parameters (a long file name in RFC 2231
+pieces takes about 25), any other at 32,000, References and In-Reply-To keeping their end
+(where the newest messages are). Everything cut is recorded, so that the outcome's reasons
+say it; the stored raw message keeps all of it. Pure: no I/O.
 """
 from __future__ import annotations
 
