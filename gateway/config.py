@@ -81,6 +81,9 @@ class OutboundSettings:
     # All the files one mail carries, before encoding. Base64 makes them a third larger, so
     # 7 MB of files gives a mail under the 10,240,000 bytes Postfix accepts by default.
     max_attachment_bytes: int = 7_000_000
+    # The largest mail the relay accepts (Postfix's default message_size_limit). Every mail
+    # the gateway writes stays under it: when a long text takes room, fewer files travel.
+    max_message_bytes: int = 10_240_000
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Engine and session scope. Adapters and jobs open `with session_scope(engine) as session:`;
-the functions they call take a session and never commit."""
+"""Engine and session scopes. Adapters and jobs open `with session_scope(engine) as session:`;
+the functions they call take a session and never commit. `read_scope` reads without taking
+SQLite's write lock (so a long read never makes a door wait)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -43,10 +44,28 @@ def make_engine(settings: Settings) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # IMMEDIATE takes the write lock at the start: SQLite has one writer anyway, and a
         # transaction that read before writing would otherwise fail (SQLITE_BUSY, no wait)
-        # whenever another connection wrote in between.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # whenever another connection wrote in between. A read_scope only reads: it begins
+        # a plain (deferred) transaction, which in WAL mode waits for no writer.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(
+            "BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+_READ_ONLY = "gateway_read_only"
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session for reading only: it never holds SQLite's write lock, and ends with a
+    rollback. Writing in it is a bug (SQLite would then fail at once rather than wait)."""
+    with engine.connect() as connection:
+        session = Session(connection.execution_options(**{_READ_ONLY: True}))
+        try:
+            yield session
+        finally:
+            session.close()
+            connection.rollback()
 
 
 @contextmanager

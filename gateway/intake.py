@@ -1,23 +1,32 @@
 """Store a raw message durably and idempotently; nothing else.
 
 Every door calls `store` and answers yes (250, exit 0, IMAP flag) only once it returns.
-A second delivery of the same message (same Message-ID or, without one, the same bytes)
-is stored too, so nothing is lost, but marked as a duplicate that the pipeline ignores.
+A second delivery of the same message is stored too, so nothing is lost, but marked as a
+duplicate that the pipeline ignores. The same message is the same Message-ID with the same
+content: the same From, Date and Subject fields and the same body, whatever trace fields
+(Received, Return-Path, Authentication-Results...) each path added, as when a message
+arrives by two MX hosts. A message without a Message-ID is the same only byte for byte.
+Some broken mailers reuse a Message-ID for other messages: one with other content is
+stored and processed as the new message it is (the pipeline says which one it reuses the
+id of).
+
+Every value stored beside the raw bytes (Message-ID, envelope, keys) is bounded by
+`gateway.bounds`, so that PostgreSQL stores it exactly as SQLite does.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from gateway import bounds, raw as raw_bytes
 from gateway.db import session_scope, utcnow
 from gateway.models import IGNORED, PENDING, InboundMessage
 
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-_ANGLE_ID = re.compile(rb"<[^<>\s]{1,900}>")
+_SAME_MESSAGE_FIELDS = (b"from", b"date", b"subject")
 
 
 @dataclass(frozen=True)
@@ -26,36 +35,74 @@ class Stored:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """What identifies a raw message: its bytes' digest, its Message-ID, its dedupe key."""
+    digest: str
+    message_id: str | None
+    dedupe: str
+
+
 def header_message_id(raw: bytes) -> str | None:
     """The Message-ID of the header block, read without parsing the whole message."""
-    end = raw.find(b"\n\n")
-    end2 = raw.find(b"\r\n\r\n")
-    cut = min(e for e in (end, end2, len(raw)) if e >= 0)
-    m = _MESSAGE_ID.search(raw[:cut])
-    if not m:
+    header = raw[: raw_bytes.header_end(raw)[0]]
+    return _message_id(header, header.lower())
+
+
+def _message_id(header: bytes, lowered: bytes) -> str | None:
+    value = raw_bytes.field(header, b"message-id", lowered)
+    return bounds.message_id(value.decode("ascii", "replace")) if value else None
+
+
+def content_key(raw: bytes) -> str:
+    """A digest of what makes a message itself: its From, Date and Subject fields and its
+    body (line ends aside), and none of the trace fields a path adds."""
+    end, body = raw_bytes.header_end(raw)
+    header = raw[:end]
+    lowered = header.lower()
+    content = hashlib.sha256()
+    for name in _SAME_MESSAGE_FIELDS:
+        content.update(raw_bytes.field(header, name, lowered).lower() + b"\n")
+    content.update(raw[body:].replace(b"\r\n", b"\n").rstrip())
+    return content.hexdigest()
+
+
+def _keys(raw: bytes) -> _Keys:
+    digest = hashlib.sha256(raw).hexdigest()
+    message_id = header_message_id(raw)
+    dedupe = f"{message_id} {content_key(raw)}" if message_id else f"sha256:{digest}"
+    return _Keys(digest, message_id, bounds.key(dedupe, 998))
+
+
+def _first(session: Session, keys: _Keys) -> int | None:
+    """The stored first delivery of the same message, if any. Rows stored before content
+    keys existed have the bare Message-ID as their key: a copy of one is a duplicate."""
+    candidates = [keys.dedupe] + ([keys.message_id] if keys.message_id else [])
+    return session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key.in_(candidates))
+                          .order_by(InboundMessage.id).limit(1))
+
+
+def reused_message_id(session: Session, inbound_id: int, message_id: str | None,
+                      dedupe_key: str | None) -> int | None:
+    """The earlier message whose Message-ID this one reuses with other content, or None."""
+    if not message_id or not dedupe_key:
         return None
-    angle = _ANGLE_ID.search(m.group(1))
-    if not angle:
-        return None
-    return angle.group(0).decode("ascii", "replace")
+    return session.scalar(select(InboundMessage.id).where(
+        InboundMessage.message_id == message_id, InboundMessage.id < inbound_id,
+        InboundMessage.dedupe_key.is_not(None), InboundMessage.dedupe_key != dedupe_key)
+        .order_by(InboundMessage.id).limit(1))
 
 
 def _row(raw: bytes, door: str, envelope_from: str | None, envelope_to: list[str] | None,
-         source_key: str | None, first: int | None, dedupe_key: str, digest: str,
-         message_id: str | None) -> InboundMessage:
+         source_key: str | None, first: int | None, keys: _Keys) -> InboundMessage:
     return InboundMessage(
-        received_at=utcnow(), door=door, envelope_from=envelope_from,
-        envelope_to=list(envelope_to or []), raw=raw, size=len(raw), digest=digest,
-        message_id=message_id, source_key=source_key,
-        dedupe_key=None if first else dedupe_key, duplicate_of=first,
+        received_at=utcnow(), door=door, envelope_from=bounds.envelope(envelope_from),
+        envelope_to=[bounds.envelope(a) for a in envelope_to or []], raw=raw, size=len(raw),
+        digest=keys.digest, message_id=keys.message_id,
+        source_key=None if source_key is None else bounds.key(source_key, bounds.SOURCE_KEY),
+        dedupe_key=None if first else keys.dedupe, duplicate_of=first,
         outcome=IGNORED if first else PENDING,
         reasons=[f"duplicate of message {first}"] if first else [])
-
-
-def _keys(raw: bytes) -> tuple[str, str | None, str]:
-    digest = hashlib.sha256(raw).hexdigest()
-    message_id = header_message_id(raw)
-    return digest, message_id, message_id or f"sha256:{digest}"
 
 
 def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:
@@ -66,16 +113,17 @@ def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:
     try:
         with session_scope(engine) as session:
             keys = [_keys(raw) for raw in raws]
+            wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
             known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
-                InboundMessage.dedupe_key.in_({k[2] for k in keys}))).all())
+                InboundMessage.dedupe_key.in_(wanted))).all())
             rows = []
-            for raw, (digest, message_id, dedupe_key) in zip(raws, keys):
-                first = known.get(dedupe_key)
-                row = _row(raw, door, None, None, None, first, dedupe_key, digest, message_id)
+            for raw, key in zip(raws, keys):
+                first = known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
+                row = _row(raw, door, None, None, None, first, key)
                 session.add(row)
                 if first is None:
-                    session.flush([row])
-                    known[dedupe_key] = row.id
+                    session.flush()
+                    known[key.dedupe] = row.id
                 rows.append(row)
             session.flush()
             return [Stored(row.id, row.duplicate_of is not None) for row in rows]
@@ -87,19 +135,18 @@ def store(engine: Engine, raw: bytes, door: str, envelope_from: str | None = Non
           envelope_to: list[str] | None = None, source_key: str | None = None) -> Stored:
     """Commit the raw message and return its id. Raises when the database cannot store it,
     so the door can answer "try again later". A known `source_key` returns the stored row."""
-    digest, message_id, dedupe_key = _keys(raw)
+    keys = _keys(raw)
+    bounded_source = None if source_key is None else bounds.key(source_key, bounds.SOURCE_KEY)
     for _attempt in range(3):
         try:
             with session_scope(engine) as session:
-                if source_key is not None:
+                if bounded_source is not None:
                     known = session.scalar(select(InboundMessage.id)
-                                           .where(InboundMessage.source_key == source_key))
+                                           .where(InboundMessage.source_key == bounded_source))
                     if known is not None:
                         return Stored(known, True)
-                first = session.scalar(select(InboundMessage.id)
-                                       .where(InboundMessage.dedupe_key == dedupe_key))
-                row = _row(raw, door, envelope_from, envelope_to, source_key, first, dedupe_key,
-                           digest, message_id)
+                first = _first(session, keys)
+                row = _row(raw, door, envelope_from, envelope_to, source_key, first, keys)
                 session.add(row)
                 session.flush()
                 return Stored(row.id, first is not None)

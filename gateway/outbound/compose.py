@@ -4,7 +4,10 @@ Templates live in `templates/<language>/<kind>.txt` and `.html`; the text templa
 line is `Subject: ...`. HTML is autoescaped; text is not. Every context has `settings` and
 `lang`: the `date` and `day` filters show stored times (naive UTC) in the `[jobs] timezone`
 in the language's format, `zone_label()` names that zone, and `described` reads a timeline
-event for the templates (gateway/timeline.py). Never touches the database.
+event for the templates (gateway/timeline.py). `shown` gives what a mail shows of a text a
+person wrote: at most `MAIL_TEXT` characters (the `usertext` macros of `_common` add the
+note that says the case keeps it whole); `number` writes a count the reader's way.
+Never touches the database.
 """
 from __future__ import annotations
 
@@ -30,9 +33,38 @@ STATUS_NAMES = {
     "en": {"nouveau": "new", "en_cours": "in progress", "attente_client": "waiting for your answer",
            "resolu": "resolved", "clos": "closed"},
 }
+# Characters of a text a person wrote that one mail shows (about 50 pages; a link of 100 kB
+# stays whole). With the HTML part repeating it, a mail stays far under the relay's limit;
+# outbox.py fits the files beside it.
+MAIL_TEXT = 150_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # English dates spell the month: "03/05/2026" reads as March to some and May to others.
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a mail shows of a text: `text` (trimmed), and `total`, the length of the whole."""
+    text: str
+    total: int
+
+    @property
+    def cut(self) -> bool:
+        return len(self.text) < self.total
+
+
+def shown(value: str | None, limit: int = MAIL_TEXT) -> Shown:
+    """At most `limit` characters of `value`, cut at a line end when one is near the limit."""
+    whole = (value or "").strip()
+    if len(whole) <= limit:
+        return Shown(whole, len(whole))
+    end = whole.rfind("\n", limit - limit // 10, limit)
+    return Shown(whole[: end if end > 0 else limit].rstrip(), len(whole))
+
+
+def number(value: int, lang: str) -> str:
+    """A count as people of `lang` write it: 100 000 in French, 100,000 in English."""
+    return f"{value:,}".replace(",", "\u202f") if lang == "fr" else f"{value:,}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,8 @@ def environment(templates_dir: str, autoescape: bool) -> jinja2.Environment:
     env.filters["date"] = _date_filter
     env.filters["day"] = _day_filter
     env.filters["described"] = timeline.describe
+    env.filters["shown"] = shown
+    env.filters["number"] = number
     env.globals["zone_label"] = _zone_label_global
     return env
 

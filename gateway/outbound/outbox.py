@@ -3,6 +3,11 @@
 `Outbox.post` renders a template for each language among the recipients and writes one
 `OutboundMessage` per language with one `Delivery` per recipient (each gets a Reply-To
 token of its own). Nothing is sent here; `send.py` drains the deliveries. Never commits.
+
+No mail outgrows `outbound.max_message_bytes` (what the relay accepts): the templates show
+at most 150,000 characters of a text (compose.py), and the files a mail carries are chosen
+so that, encoded, they fit beside its text and HTML (`size.py`); the others are named.
+An author who asked for no automatic answer (`quiet_author`) gets none.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from gateway.config import Settings
 from gateway.models import (DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundFile,
                             OutboundMessage)
 from gateway.outbound import compose, token
+from gateway.outbound import size as mail_size
 
 # Auto-Submitted of the gateway's own answers and of its jobs' mail; a person's answer
 # relayed to a customer (an agent's) is HUMAN: it goes out without the header (RFC 3834).
@@ -43,6 +49,9 @@ class StoredFile:
     size: int
     inline: bool = False
 
+    def mail_bytes(self) -> int:
+        return mail_size.file_bytes(self.size, self.filename, self.content_type)
+
 
 @dataclass(frozen=True)
 class MailFile:
@@ -55,13 +64,17 @@ class MailFile:
     cid: str  # the Content-ID an inline image is shown by in the HTML part
 
 
-def mail_files(files: Sequence[StoredFile], limit: int, domain: str) -> list[MailFile]:
-    """Decide which files one mail carries: in order, as long as their sizes fit `limit`;
-    a file that does not fit is only named (a later, smaller one may still fit)."""
-    out, room = [], limit
+def mail_files(files: Sequence[StoredFile], limit: int, domain: str,
+               room: int | None = None) -> list[MailFile]:
+    """Decide which files one mail carries: in order, as long as their sizes fit `limit`
+    and, encoded, `room` bytes when given; a file that does not fit is only named (a later,
+    smaller one may still fit)."""
+    out, left = [], limit
     for f in files:
-        attached = f.size <= room
-        room -= f.size if attached else 0
+        attached = f.size <= left and (room is None or f.mail_bytes() <= room)
+        if attached:
+            left -= f.size
+            room = None if room is None else room - f.mail_bytes()
         out.append(MailFile(f.id, f.filename, f.size, attached, f.inline and attached,
                             f"file{f.id}@{domain}"))
     return out
@@ -81,6 +94,8 @@ class Outbox:
     answering: str | None = None        # Message-ID of the message being answered
     inbound_id: int | None = None
     author: str | None = None           # never a recipient of what answers it
+    quiet_author: bool = False          # the author wants no automatic answer at all
+    suppressed: int = 0                 # automatic answers to the author left out for that
     _key: bytes | None = None
 
     def key(self) -> bytes:
@@ -104,12 +119,14 @@ class Outbox:
              audience: str = "") -> list[int]:
         """Compose `kind` for `to` + `cc` and write it to the outbox. The author of the
         message being answered is left out unless `include_author` (acknowledgements).
-        `files` travel with the mail as far as `outbound.max_attachment_bytes` allows; the
-        templates read them as `attachments` (MailFile: attached, or named with its size).
+        `files` travel with the mail as far as `outbound.max_attachment_bytes` and
+        `outbound.max_message_bytes` allow; the templates read them as `attachments`
+        (MailFile: attached, or named with its size).
         With `confirmation`, each copy's Reply-To carries that confirmation's token.
         `audience` NOTICE marks a mail about someone else's message: a recipient who had their
         share of those in the window gets it later, within one digest (see digest.py)."""
-        to, cc = self._dedupe(to, include_author), self._dedupe(cc, include_author)
+        quiet = self.quiet_author and auto_submitted == AUTO_REPLIED
+        to, cc = self._dedupe(to, include_author, quiet), self._dedupe(cc, include_author, quiet)
         cc = [r for r in cc if r.address not in {t.address for t in to}]
         if not to and not cc:
             return []
@@ -119,27 +136,47 @@ class Outbox:
         carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain)
         ctx = dict(context or {}, case=case, settings=self.settings,
                    case_subject=self._case_subject(case) if case else "")
-        ctx["attachments"] = carried
         groups: dict[str, list[Recipient]] = {}
         for r in to + cc:
             groups.setdefault(r.language if r.language in compose.LANGUAGES else "fr", []).append(r)
-        messages = []
-        for language, recipients in groups.items():
-            rendered = compose.render(self.settings.templates_dir, kind, language, ctx)
-            messages.append(self._write(kind, rendered, to, cc, recipients, case, auto_submitted,
-                                        confirmation, audience))
+        rendered = self._render(kind, groups, dict(ctx, attachments=carried))
+        room = self._room_for_files(rendered.values(), to + cc)
+        if sum(f.mail_bytes() for f, m in zip(files, carried) if m.attached) > room:
+            # A long text takes room: the files that no longer fit are named, not attached.
+            carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain, room)
+            rendered = self._render(kind, groups, dict(ctx, attachments=carried))
+        messages = [self._write(kind, rendered[language], to, cc, recipients, case, auto_submitted,
+                                confirmation, audience)
+                    for language, recipients in groups.items()]
         attached = [f.id for f in carried if f.attached]
         if attached:
             self.session.execute(insert(OutboundFile), [
                 dict(message_id=m, attachment_id=a) for m in messages for a in attached])
         return messages
 
-    def _dedupe(self, recipients: Any, include_author: bool) -> list[Recipient]:
+    def _render(self, kind: str, groups: dict[str, list[Recipient]],
+                ctx: dict[str, Any]) -> dict[str, compose.Rendered]:
+        return {language: compose.render(self.settings.templates_dir, kind, language, ctx)
+                for language in groups}
+
+    def _room_for_files(self, rendered: Any, people: list[Recipient]) -> int:
+        """The bytes left for files in a mail of `rendered` text to `people`, once encoded."""
+        text = max(mail_size.part_bytes(r.text) + mail_size.part_bytes(r.html) + 12 * len(r.subject)
+                   for r in rendered)
+        used = mail_size.HEADERS + text + mail_size.addresses_bytes((p.name, p.address) for p in people)
+        return self.settings.outbound.max_message_bytes - used
+
+    def _dedupe(self, recipients: Any, include_author: bool, quiet: bool) -> list[Recipient]:
+        """Each address once, and the author only when included and not asking for quiet."""
         seen: set[str] = set()
         out = []
+        author = (self.author or "").lower()
         for r in recipients:
             address = r.address.lower()
-            if address in seen or (not include_author and address == (self.author or "").lower()):
+            if address == author and (quiet or not include_author):
+                self.suppressed += int(include_author and quiet)
+                continue
+            if address in seen:
                 continue
             seen.add(address)
             out.append(r)

@@ -29,7 +29,9 @@ FIELDS = {"nom": "name", "name": "name", "email": "email", "mail": "email", "cou
           "nouvelemail": "new_email", "newemail": "new_email", "nouveaumail": "new_email"}
 
 
-_LINE = re.compile(r"^[ \t>*]*([^:\n]{2,30}?)[ \t]*:[ \t]*(\S.*?)[ \t]*$", re.MULTILINE)
+# The value runs to the end of its line and its trailing blanks go afterwards: a lazy value
+# followed by "[ \t]*$" would try a long run of blanks again from each of its positions.
+_LINE = re.compile(r"^[ \t>*]*([^:\n]{2,30}?)[ \t]*:[ \t]*(\S[^\n]*)$", re.MULTILINE)
 
 
 def _fields(work: Work) -> dict[str, str]:
@@ -39,7 +41,7 @@ def _fields(work: Work) -> dict[str, str]:
     for m in _LINE.finditer(work.request.text):
         name = FIELDS.get(normalise(m.group(1)))
         if name:
-            out.setdefault(name, m.group(2))
+            out.setdefault(name, m.group(2).rstrip(" \t")[:500])  # a field, not a text
     return out
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from gateway import bounds
 from gateway.models import APPENDED, CLOSED, Attachment, Case, CaseEvent
 from gateway.pipeline.work import Outcome, Problem, Work
 
@@ -85,7 +86,7 @@ def _last_events(work: Work, case_ids: list[int]) -> dict[int, CaseEvent]:
 
 
 def _one_case(work: Work, number: int) -> Outcome:
-    case = work.session.get(Case, number)
+    case = work.session.get(Case, number) if bounds.is_case_number(number) else None
     if case is None or case.client_id not in _clients(work):
         return work.refuse([Problem("case_not_found", {"number": number})])
     events = list(work.session.scalars(

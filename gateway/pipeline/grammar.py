@@ -1,6 +1,8 @@
 """The email grammar: tags in the subject and `Name : value` lines at the top of the body.
 
 Pure functions from text to a typed `Request`; nothing here knows about the database.
+Linear in the text: a tag's name is looked for in its first words only, and a field line
+is at most 500 characters.
 """
 from __future__ import annotations
 
@@ -50,7 +52,12 @@ _PREFIX = re.compile(
     r"^\s*(?:(?:re|r[ée]f|ref|tr|fw|fwd|aw|wg|sv|vs|antw|rif|res)\.?\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
     re.IGNORECASE)
 _FIELD_LINE = re.compile(r"^\s*([^:=\n]{1,40}?)\s*[:=]\s*(.*?)\s*$")
+_LONGEST_FIELD_LINE = 500  # a longer line is text, not a field
+_TOP_LINES = 1_000
 _CASE_NUMBER = re.compile(r"^#?\s*(\d{1,12})$")
+# The longest tag name, in words ("numéro de série", "niveau de criticité"); the case tag
+# may be configured longer.
+_NAME_WORDS = 8
 
 
 _LEADING_NUMBER = re.compile(r"^(?:n\s*[°º]|no\.?(?=\s)|n\.)\s*")
@@ -101,8 +108,10 @@ class Request:
         drop = {f.line for f in self.field_lines if f.field in used}
         if not drop:
             return self.text.strip()
-        lines = self.text.split("\n")
-        return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip()
+        last = max(drop)  # the field lines are at the top: the rest is not split
+        lines = self.text.split("\n", last + 1)
+        return "\n".join([line for i, line in enumerate(lines[: last + 1]) if i not in drop]
+                         + lines[last + 1:]).strip()
 
 
 def parse_criticality(value: str) -> int | None:
@@ -122,7 +131,7 @@ def _split_tag(content: str, case_tag: str) -> tuple[str, str] | None:
     if m and normalise(m.group(1)) in names:
         return names[normalise(m.group(1))], m.group(2)
     words = content.split()
-    for cut in range(len(words), 0, -1):
+    for cut in range(min(len(words), _NAME_WORDS), 0, -1):
         name = normalise(" ".join(words[:cut]))
         if name in names:
             return names[name], " ".join(words[cut:])
@@ -172,10 +181,11 @@ def read_body_fields(request: Request, text: str) -> None:
     field; the subject keeps precedence. The text itself is kept whole in `request.text`:
     `Request.body` removes the lines a rule used, and nothing else."""
     request.text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
-    for index, line in enumerate(request.text.split("\n")):
+    # The first paragraph ends at the first blank line; its first 1,000 lines are read.
+    for index, line in enumerate(request.text.split("\n", _TOP_LINES)):
         if not line.strip():
             break  # the first blank line ends the top of the body
-        m = _FIELD_LINE.match(line)
+        m = _FIELD_LINE.match(line) if len(line) <= _LONGEST_FIELD_LINE else None
         name = NAMES.get(normalise(m.group(1))) if m else None
         if m is None or name not in BODY_FIELDS:
             continue

@@ -9,6 +9,12 @@ pattern (a text that opens with "Le ... a écrit :" gives the reply "Le"), and
 deletes "disclaimers" anywhere in the text, including a customer's own sentence
 such as "Warning: the mail server refuses ...". What the library misses is added
 below, each addition with its reason.
+
+Bounded: the reply headers, forwards and signatures are looked for in the first
+100,000 characters only (the author's own words come first), and the first
+1,000,000 characters only are cleaned up line by line; past them, a text whose
+end was not cut (no quote, no signature found) follows as written. A text is
+never cut for its length.
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ _ATTRIBUTION_END = re.compile(r"(?:wrote|\u00e9crit|schrieb)\s*:$", re.IGNORECAS
 # introduces something (ends with ":") is the author's text, not a signature.
 _SENTENCE_GOES_ON = re.compile(r"[,;:]\s*[a-z\u00e0-\u00ff]|:$")
 _LONGEST_CLOSING_LINE = 60
+# Characters searched for a reply header, a forward or a signature: each search costs
+# about a microsecond per character, and no author writes 100,000 characters above a quote.
+_SEARCH = 100_000
+# Characters cleaned up line by line (the library's clean-up costs Python time per line).
+_WHOLE = 1_000_000
 
 
 def _library_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
@@ -88,54 +99,69 @@ def strip_reply(text: str) -> str:
     if not text.strip():
         return ""
     text = text.replace("\r\n", "\n").replace("\xa0", " ").replace("\u202f", " ")
+    cut = text.rfind("\n", 0, _WHOLE) if len(text) > _WHOLE else len(text)
+    head, rest = text[: cut if cut > 0 else _WHOLE], text[cut if cut > 0 else _WHOLE :]
     try:
         # The library's clean-up: line endings, blanks around lines, Outlook rules.
-        normalised = EmailMessage(text=text, languages=list(_LANGUAGES)).text
+        normalised = EmailMessage(text=head, languages=list(_LANGUAGES)).text
         # Its attribution patterns backtrack quadratically on a long line (a
         # 5 KB paragraph starting with "On" takes a second). No reply header is
         # that long, so the patterns search a copy whose long lines are blanked
         # out; same length, so positions found in it hold in the real text.
         masked = _LONG_LINE.sub(lambda line: "x" * len(line.group()), normalised)
-        forward = _forward_start(masked)
-        start, end = _first_reply(masked, forward)
-        own = normalised[start : _signature_start(masked, start, end)].strip()
-        kept = "\n\n".join(filter(None, (_drop_trailing_quote(own), normalised[forward:].strip())))
+        limit = _window(masked)
+        forward = _forward_start(masked, limit)
+        start, end = _first_reply(masked, forward, limit)
+        signature = _signature_start(masked, start, end, limit)
+        own = normalised[start:signature].strip()
+        trimmed = _drop_trailing_quote(own)
+        kept = "\n\n".join(filter(None, (trimmed, normalised[forward:].strip())))
+        # The text past the head follows when the author's words (or what they forward)
+        # run on to the head's end: nothing was cut there.
+        if rest and (forward < len(masked) or signature == end == len(masked) and trimmed == own):
+            kept += rest.rstrip()
     except Exception:  # a third-party heuristic must never cost us the message
         return text.strip()
     # Stripping must not swallow a message silently: if nothing is left, keep
     # whatever is not a quote or a reply header.
-    return _BLANK_RUN.sub("\n\n", kept) or _drop_quote_lines(_without_headers(normalised, masked))
+    return _BLANK_RUN.sub("\n\n", kept) or _drop_quote_lines(_without_headers(normalised, masked, limit))
 
 
-def _forward_start(masked: str) -> int:
+def _window(masked: str) -> int:
+    """Where the searches stop: the end of the line at `_SEARCH` characters."""
+    end = masked.find("\n", _SEARCH)
+    return len(masked) if end < 0 else end
+
+
+def _forward_start(masked: str, limit: int) -> int:
     """Where a forwarded message starts; len(masked) if there is none.
 
     A forward is content the author chose to send, not history: the library
     would take its "From: / Date:" block for a reply header and drop it. Only a
     forward that comes before any reply header counts (not one inside a quote).
     """
-    forward = _FORWARD.search(masked)
+    forward = _FORWARD.search(masked, 0, limit)
     if forward is None or _HEADER.search(masked, 0, forward.start()):
         return len(masked)
     return forward.start()
 
 
-def _first_reply(masked: str, end: int) -> tuple[int, int]:
+def _first_reply(masked: str, end: int, limit: int) -> tuple[int, int]:
     """Start and end of the text before the first reply header (the library's `replies[0]`).
 
     When the text opens with a header (a reply that only quotes), the first
     reply is what follows that header, up to the next one.
     """
-    header = _HEADER.search(masked, 0, end)
+    header = _HEADER.search(masked, 0, min(end, limit))
     if header is None:
         return 0, end
     if _VISIBLE.search(masked, 0, header.start()):
         return 0, header.start()
-    following = _HEADER.search(masked, header.end(), end)
+    following = _HEADER.search(masked, header.end(), min(end, limit))
     return header.end(), following.start() if following else end
 
 
-def _signature_start(masked: str, start: int, end: int) -> int:
+def _signature_start(masked: str, start: int, end: int, limit: int) -> int:
     """Where the signature of the reply masked[start:end] starts; `end` if it has none.
 
     The signature runs from there to the end. A match that does not start a
@@ -143,7 +169,7 @@ def _signature_start(masked: str, start: int, end: int) -> int:
     from its next line.
     """
     position = start
-    while match := _SIGNATURE.search(masked, position, end):
+    while match := _SIGNATURE.search(masked, position, min(end, limit)):
         visible = _VISIBLE.search(masked, match.start(), end)
         first_char = visible.start() if visible else end
         if _VISIBLE.search(masked, start, match.start()) and _starts_signature(masked, first_char, end):
@@ -187,10 +213,10 @@ def _drop_trailing_quote(body: str) -> str:
     return "\n".join(lines[:end]).strip()
 
 
-def _without_headers(text: str, masked: str) -> str:
-    """`text` without the reply headers found in its masked copy."""
+def _without_headers(text: str, masked: str, limit: int) -> str:
+    """`text` without the reply headers found in its masked copy (up to `limit`)."""
     pieces, last = [], 0
-    for header in _HEADER.finditer(masked):
+    for header in _HEADER.finditer(masked, 0, limit):
         pieces.append(text[last : header.start()])
         last = header.end()
     return "".join(pieces) + text[last:]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from gateway import bounds
 from gateway.config import Settings
 from gateway.models import CONTACT_ACTIVE, Agent, Case, Contact, InboundMessage, OutboundMessage
 from gateway.outbound import token
@@ -72,7 +73,7 @@ def find_case(session: Session, settings: Settings, parsed: ParsedMail, request:
     The case row is locked for the rest of the transaction, so that two messages on one
     case are applied one after the other."""
     number, by_token = _case_number(session, settings, parsed, request, inbound, sender)
-    if number is None:
+    if number is None or not bounds.is_case_number(number):
         return Reference(None)
     return Reference(session.get(Case, number, with_for_update=True), by_token)
 

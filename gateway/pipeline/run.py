@@ -2,19 +2,37 @@
 
 `process` is the one place where an unexpected exception is caught: the message is then
 *held* with its reason, and `gateway inbound retry ID` runs it again. Every message ends
-with a visible outcome (created, appended, refused, ignored or held) and its reasons.
+with a visible outcome (created, appended, refused, ignored or held) and its reasons,
+followed by what was read only in part (`ParsedMail.notes`) and by what the sender's
+fields changed (a reused Message-ID, no automatic answer wanted).
+
+One expensive message never delays the others. A message is processed in two steps:
+
+1. *read and parse*, with no lock held: the raw bytes are read in a read-only session
+   (on SQLite it does not take the write lock), then parsed outside any transaction;
+2. *claim and decide*, in one write transaction: the claim (an UPDATE of a still pending
+   row, the transaction's first statement) takes the message, then the rules write the
+   case, the outbox and the outcome.
+
+Parsing is the only step whose cost depends on the message (see parse.py for its bounds);
+the write transaction holds SQLite's lock only for the look-ups and writes of the rules.
+The claim keeps its meaning: two gateways may both read and parse a message, but only
+one claims it, and the other gets no row and leaves it alone. A batch (`process_many`)
+reads and parses up to 32 MB of messages ahead, then decides them in one transaction.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import traceback
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from gateway import bounds, intake
 from gateway.config import Settings
-from gateway.db import session_scope, utcnow
+from gateway.db import read_scope, session_scope, utcnow
 from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import confirm, loops, registration, route, safety
@@ -28,6 +46,7 @@ from gateway.pipeline.parse import ParsedMail, parse
 from gateway.pipeline.work import Claimed, Outcome, Problem, Work
 
 log = logging.getLogger(__name__)
+_BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed ahead of one transaction
 
 
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
@@ -47,8 +66,9 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     if sender.address is None:
         return Outcome(REFUSED, ("no valid sender address: nobody to answer",))
     request = parse_request(parsed.subject, parsed.new_text, settings.support.case_tag)
+    quiet = safety.no_answer_wanted(parsed)
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
-                    author=sender.address)
+                    author=sender.address, quiet_author=quiet is not None)
     work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
     confirmation = confirm.answered(work)
     if confirmation is not None:  # through a token only its address received: may say nothing
@@ -56,6 +76,16 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     loop = loops.own_mail(session, settings, parsed, sender.address, now)
     if loop is not None:
         return Outcome(IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
+    outcome = _apply(work)
+    if outbox.suppressed:
+        outcome = replace(outcome, reasons=outcome.reasons + (f"no automatic answer to the sender: {quiet}",))
+    return outcome
+
+
+def _apply(work: Work) -> Outcome:
+    """The rule that applies to a person's message, and what it did."""
+    request, session, settings, parsed, inbound, sender = (
+        work.request, work.session, work.settings, work.parsed, work.inbound, work.sender)
     pending = registration.pending_registration(work)
     # "[INSCRIPTION 123456]" or a reply to the code mail confirms; a bare "[INSCRIPTION]"
     # asks again (a new code).
@@ -85,7 +115,41 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     return open_case(work)
 
 
-def claim(session: Session, inbound_id: int, now: dt.datetime, retry: bool = False) -> Claimed | None:
+@dataclass(frozen=True)
+class Read:
+    """A stored message as read and parsed before its transaction (no lock held)."""
+    id: int
+    raw: bytes
+    parsed: ParsedMail | None        # None when parsing raised (a bug): the message is held
+    error: BaseException | None = None
+    notes: tuple[str, ...] = ()      # reasons to add to the outcome's
+
+
+def read(engine: Engine, ids: list[int]) -> list[Read]:
+    """Read and parse stored messages, holding no lock; missing ids are left out."""
+    with read_scope(engine) as session:
+        rows = {row.id: row for row in session.execute(select(
+            InboundMessage.id, InboundMessage.raw, InboundMessage.message_id,
+            InboundMessage.dedupe_key).where(InboundMessage.id.in_(ids)))}
+        reused = {i: intake.reused_message_id(session, i, row.message_id, row.dedupe_key)
+                  for i, row in rows.items()}
+    return [_parsed(i, rows[i].raw, reused[i]) for i in ids if i in rows]
+
+
+def _parsed(inbound_id: int, raw: bytes, reused: int | None) -> Read:
+    try:
+        parsed = parse(raw)
+    except Exception as exc:  # noqa: BLE001 - raised again in _process_in, which holds it
+        return Read(inbound_id, raw, None, exc)
+    notes = parsed.notes
+    if reused is not None:
+        # Its Message-ID belongs to another message: replies to it must not find this case.
+        parsed = replace(parsed, message_id=None)
+        notes += (f"reuses the Message-ID of message {reused} with other content",)
+    return Read(inbound_id, raw, parsed, notes=notes)
+
+
+def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -> Claimed | None:
     """Take the message for this transaction; None when it was already processed.
 
     The first statement is a write so that two gateways (or `ingest` beside `serve`) never
@@ -94,12 +158,12 @@ def claim(session: Session, inbound_id: int, now: dt.datetime, retry: bool = Fal
     states = (PENDING, HELD) if retry else (PENDING,)
     row = session.execute(
         update(InboundMessage)
-        .where(InboundMessage.id == inbound_id, InboundMessage.outcome.in_(states))
+        .where(InboundMessage.id == read.id, InboundMessage.outcome.in_(states))
         .values(attempts=InboundMessage.attempts + 1, processed_at=now)
-        .returning(InboundMessage.id, InboundMessage.raw, InboundMessage.envelope_from,
+        .returning(InboundMessage.id, InboundMessage.envelope_from,
                    InboundMessage.envelope_to, InboundMessage.duplicate_of)
         .execution_options(synchronize_session=False)).first()
-    return Claimed(row.id, row.raw, row.envelope_from, list(row.envelope_to or []),
+    return Claimed(row.id, read.raw, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 
 
@@ -112,21 +176,50 @@ def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetim
 def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.datetime | None = None,
                  retry: bool = False) -> list[Outcome | None]:
     """Process stored messages; the outbox is written in the same transaction as each case.
+    Each group of at most 32 MB of messages is read and parsed first, then decided."""
+    outcomes: dict[int, Outcome | None] = {}
+    for group in _groups(engine, ids):
+        reads = read(engine, group)
+        outcomes.update(zip([r.id for r in reads], _decide_all(engine, settings, reads, now, retry)))
+    return [outcomes.get(i) for i in ids]
 
-    A backlog batch first runs in one transaction without savepoints (the fast path: one
-    commit and one set of reference-data look-ups for all). Should any message raise, that
-    transaction is rolled back whole and the batch is done again one message per
-    transaction, each inside a savepoint, so that only the failing message is held."""
-    if len(ids) > 1:
+
+def _groups(engine: Engine, ids: list[int]) -> list[list[int]]:
+    """`ids` in consecutive groups of at most `_BATCH_BYTES` of raw messages (one at least)."""
+    with read_scope(engine) as session:
+        sizes = dict(session.execute(select(InboundMessage.id, InboundMessage.size)
+                                     .where(InboundMessage.id.in_(ids))).all())
+    groups: list[list[int]] = []
+    total = _BATCH_BYTES
+    for inbound_id in ids:
+        size = sizes.get(inbound_id, 0)
+        if total + size > _BATCH_BYTES:
+            groups.append([])
+            total = 0
+        groups[-1].append(inbound_id)
+        total += size
+    return groups
+
+
+def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetime | None,
+                retry: bool) -> list[Outcome | None]:
+    """Decide parsed messages. A backlog batch first runs in one transaction without
+    savepoints (the fast path: one commit and one set of reference-data look-ups for all).
+    Should any message raise, that transaction is rolled back whole and the batch is done
+    again one message per transaction, each inside a savepoint, so that only the failing
+    message is held."""
+    if len(reads) > 1:
         try:
             with session_scope(engine) as session:
-                return [_process_in(session, settings, i, now or utcnow(), retry, isolate=False) for i in ids]
+                return [_process_in(session, settings, r, now or utcnow(), retry, isolate=False)
+                        for r in reads]
         except _Unisolated as exc:
-            log.warning("a message of batch %s..%s failed (%s); processing one by one", ids[0], ids[-1], exc)
+            log.warning("a message of batch %s..%s failed (%s); processing one by one",
+                        reads[0].id, reads[-1].id, exc)
     outcomes = []
-    for inbound_id in ids:
+    for r in reads:
         with session_scope(engine) as session:
-            outcomes.append(_process_in(session, settings, inbound_id, now or utcnow(), retry, isolate=True))
+            outcomes.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=True))
     return outcomes
 
 
@@ -134,14 +227,16 @@ class _Unisolated(Exception):
     """A message raised on the fast path, where it cannot be held alone."""
 
 
-def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.datetime,
+def _process_in(session: Session, settings: Settings, read: Read, now: dt.datetime,
                 retry: bool, isolate: bool) -> Outcome | None:
-    inbound = claim(session, inbound_id, now, retry)
+    inbound = claim(session, read, now, retry)
     if inbound is None:
         return None
-    parsed, error = None, None
+    parsed, error = read.parsed, None
     try:
-        parsed = parse(inbound.raw)
+        if read.error is not None:
+            raise read.error
+        assert parsed is not None
         if isolate:
             with session.begin_nested():
                 outcome = decide(session, settings, inbound, parsed, now)
@@ -149,20 +244,22 @@ def _process_in(session: Session, settings: Settings, inbound_id: int, now: dt.d
             outcome = decide(session, settings, inbound, parsed, now)
     except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
         if not isolate:
-            raise _Unisolated(f"message {inbound_id}: {type(exc).__name__}") from exc
-        log.exception("message %s held", inbound_id)
-        outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}"[:500],))
-        error = traceback.format_exc()[-8000:]
-    values = dict(outcome=outcome.outcome, reasons=list(outcome.reasons), case_id=outcome.case_id,
-                  error=error)
+            raise _Unisolated(f"message {read.id}: {type(exc).__name__}") from exc
+        log.exception("message %s held", read.id)
+        outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}",))
+        error = bounds.text(traceback.format_exc()[-8000:])
+    reasons = [bounds.line(r, bounds.REASON) for r in outcome.reasons + read.notes]
+    values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error)
     if parsed is not None:
-        values.update(sender=(parsed.from_addr or "")[:320] or None, subject=parsed.subject)
-    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values)
+        values.update(sender=parsed.from_addr, subject=parsed.subject)
+    session.execute(update(InboundMessage).where(InboundMessage.id == read.id).values(**values)
                     .execution_options(synchronize_session=False))
     if outcome.release is not None:
         # The message this one confirmed, in the same transaction: confirmed and applied together.
-        _process_in(session, settings, outcome.release, now, retry=True, isolate=isolate)
-    return outcome
+        raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == outcome.release))
+        if raw is not None:
+            _process_in(session, settings, _parsed(outcome.release, raw, None), now, retry=True, isolate=isolate)
+    return replace(outcome, reasons=tuple(reasons))
 
 
 def pending_ids(engine: Engine, limit: int = 500) -> list[int]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from gateway import bounds
 from gateway.config import ImapSettings
 from gateway.db import session_scope
 from gateway.models import InboundMessage
@@ -27,7 +28,9 @@ class Folder:
     @classmethod
     def selected(cls, imap: ImapSettings, name: str, response: dict[bytes, Any]) -> Folder:
         """The folder `name` as the server's answer to SELECT describes it."""
-        return cls(name, f"imap:{imap.host}:{imap.username}:{name}:", int(response[b"UIDVALIDITY"]))
+        # Bounded so that every source key of the folder fits its column, the same for all.
+        prefix = bounds.key(f"imap:{imap.host}:{imap.username}:{name}", bounds.SOURCE_KEY - 41)
+        return cls(name, prefix + ":", int(response[b"UIDVALIDITY"]))
 
     @property
     def label(self) -> str:
