@@ -3,11 +3,12 @@ baseline measured in the same invocation, and which targets are met.
 
     bench/run [--quick] [--only PART,…] [--postgres URL|none] [--history BACKENDS] [--json PATH]
 
-Parts, in the order they run (the quiet measurements first, the big builds last):
-backlog, door, latency, memory, history, reminders, suivi. The last three share one
-database per backend holding a million cases (bench/history.py). Progress goes to
-standard error, the table to standard output. Exit status: 0 when every part asked for
-ran (whether or not its targets are met), 1 when one failed, 2 on a usage error.
+Parts: backlog, history, reminders, suivi, door, latency, memory. The history parts
+share one database per backend holding a million cases (bench/history.py), written
+first, in parallel; the backlog into it runs right after the same backlog into an empty
+database, so that both rates are measured seconds apart. Progress goes to standard error,
+the table to standard output. Exit status: 0 when every part asked for ran (whether or
+not its targets are met), 1 when one failed, 2 on a usage error.
 """
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ from pathlib import Path
 from bench import backlog, databases, door, history, latency, memory, procs, report, scale
 from bench.report import Figure, at_least, below, both, ratio_at_least, ratio_at_most
 
-PARTS = ("backlog", "door", "latency", "memory", "history", "reminders", "suivi")
+PARTS = ("backlog", "history", "reminders", "suivi", "door", "latency", "memory")
+# The table's order: the issue's, whatever order the parts ran in.
+ORDER = [f"{part}.{backend}" for part in ("backlog", "history") for backend in ("sqlite", "postgresql")] + [
+    "door.rate", "door.p50", "door.p99", "latency.p50", "latency.p99", "memory.rest", "memory.message"] + [
+    f"{part}.{backend}" for part in ("reminders", "suivi") for backend in ("sqlite", "postgresql")]
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 MB = 1_000_000
 
@@ -67,6 +72,15 @@ class Bench:
         self.t0 = time.monotonic()
         self.postgres: databases.Postgres | None = None
         self.corpus: backlog.Corpus | None = None
+        self.history_size = history.History(self.sizes.history_cases, self.sizes.big_client_cases)
+        self.busiest = os.getloadavg()[0]
+        threading.Thread(target=self._watch_load, daemon=True).start()
+
+    def _watch_load(self) -> None:
+        """Keep the highest one-minute load average seen: the table says when it was busy."""
+        while True:
+            self.busiest = max(self.busiest, os.getloadavg()[0])
+            time.sleep(5)
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.0f}s] {text}", file=sys.stderr, flush=True)
@@ -111,25 +125,35 @@ def connect_postgres(bench: Bench) -> None:
     bench.say(f"PostgreSQL {version} at {url}")
 
 
-def run_backlog(bench: Bench) -> None:
-    """The floor, then `gateway ingest` on an empty database of each backend."""
+def run_backlog(bench: Bench, built: dict[str, scale.Scale]) -> None:
+    """The floor, then per backend `gateway ingest` into an empty database and, right after
+    it, into the database with history: side by side in time, so that a machine whose load
+    changes compares like with like."""
     assert bench.corpus is not None
-    floor = backlog.floor(bench.args.shared, bench.corpus, bench.work)
-    bench.say(f"floor (bare_limit.py): {floor.per_second:.1f} msg/s")
-    targets = {"sqlite": ratio_at_least(1.0, "floor"), "postgresql": ratio_at_least(0.6, "floor")}
+    floor = None
+    if "backlog" in bench.parts:
+        floor = backlog.floor(bench.args.shared, bench.corpus, bench.work)
+        bench.say(f"floor (bare_limit.py): {floor.per_second:.1f} msg/s")
     for backend in bench.backends():
-        rate = empty_backlog(bench, backend, "backlog")
-        bench.add(Figure(f"backlog.{backend}", f"backlog, {_name(backend)}", rate.per_second, "msg/s",
-                         floor.per_second, "floor", targets[backend],
-                         details={"gateway": rate.details(), "floor": floor.details()}))
+        if "backlog" in bench.parts or backend in built:
+            bench.part(f"backlog.{backend}", functools.partial(_backlogs, bench, backend, floor, built.get(backend)))
 
 
-def empty_backlog(bench: Bench, backend: str, purpose: str) -> backlog.Rate:
-    """`gateway ingest` of the corpus into a new, empty database."""
+def _backlogs(bench: Bench, backend: str, floor: backlog.Rate | None, history_db: scale.Scale | None) -> None:
     assert bench.corpus is not None
-    url = bench.url(backend, f"{purpose}-{backend}")
-    config = backlog.prepare(bench.work / f"{purpose}-{backend}", url, bench.corpus)
-    return backlog.ingest(config, url, bench.corpus)
+    url = bench.url(backend, f"backlog-{backend}")
+    empty = backlog.ingest(backlog.prepare(bench.work / f"backlog-{backend}", url, bench.corpus), url, bench.corpus)
+    if floor is not None:
+        target = ratio_at_least(1.0, "floor") if backend == "sqlite" else ratio_at_least(0.6, "floor")
+        bench.add(Figure(f"backlog.{backend}", f"backlog, {_name(backend)}", empty.per_second, "msg/s",
+                         floor.per_second, "floor", target, _outcomes(empty),
+                         details={"gateway": empty.details(), "floor": floor.details()}))
+    if history_db is not None:
+        bench.part(f"history.{backend}", functools.partial(_history_backlog, bench, backend, history_db, empty))
+
+
+def _outcomes(rate: backlog.Rate) -> str:
+    return "outcomes: " + ", ".join(f"{k} {v}" for k, v in rate.outcomes.items())
 
 
 def run_door(bench: Bench) -> None:
@@ -176,23 +200,30 @@ def run_memory(bench: Bench) -> None:
                      {"peak": run.peak, "rest": run.rest, "message_size": run.message_size}))
 
 
-def run_history(bench: Bench, want: set[str]) -> None:
-    """Build a database with history per backend (in parallel), then measure on each."""
+def build_history(bench: Bench) -> dict[str, scale.Scale]:
+    """A database with a million cases per backend, written in parallel."""
     assert bench.corpus is not None
-    size = history.History(bench.sizes.history_cases, bench.sizes.big_client_cases)
+    size = bench.history_size
     backends = [b for b in bench.backends() if b in bench.args.history]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     bench.say(f"writing {size.cases:,} cases of history into {', '.join(map(_name, backends))}")
-    built = _build_all(bench, backends, size, now)
-    for backend, result in built.items():
+    built = {}
+    for backend, result in _build_all(bench, backends, size, now).items():
         if isinstance(result, BaseException):
             bench.errors[f"history.{backend}"] = f"{type(result).__name__}: {result}"
             bench.say(f"history on {_name(backend)} failed: {result}")
-            continue
-        bench.say(f"{_name(backend)}: history written in {result.filled.seconds:.0f} s")
-        for part, measure in (("history", _history_backlog), ("reminders", _reminders), ("suivi", _suivi)):
-            if part in want:
-                bench.part(f"{part}.{backend}", functools.partial(measure, bench, backend, result, size))
+        else:
+            bench.say(f"{_name(backend)}: history written in {result.filled.seconds:.0f} s")
+            built[backend] = result
+    return built
+
+
+def run_jobs(bench: Bench, built: dict[str, scale.Scale]) -> None:
+    """The reminders pass and `[SUIVI]` on each backend's history."""
+    for backend, history_db in built.items():
+        for part, measure in (("reminders", _reminders), ("suivi", _suivi)):
+            if part in bench.parts:
+                bench.part(f"{part}.{backend}", functools.partial(measure, bench, backend, history_db))
 
 
 def _build_all(bench: Bench, backends: list[str], size: history.History,
@@ -216,11 +247,8 @@ def _build_all(bench: Bench, backends: list[str], size: history.History,
     return {b: built[b] for b in backends}
 
 
-def _history_backlog(bench: Bench, backend: str, s: scale.Scale, _size: history.History) -> None:
-    """The backlog into the history, right after the same backlog into an empty database:
-    side by side in time, so that a machine whose load changes compares like with like."""
+def _history_backlog(bench: Bench, backend: str, s: scale.Scale, empty: backlog.Rate) -> None:
     assert bench.corpus is not None
-    empty = empty_backlog(bench, backend, "empty")
     rate = backlog.ingest(s.config, s.url, bench.corpus)
     cpu = (rate.cpu / rate.messages) / (empty.cpu / empty.messages)
     note = f"gateway CPU per message {cpu:.2f}× the empty run's" + (
@@ -230,7 +258,8 @@ def _history_backlog(bench: Bench, backend: str, s: scale.Scale, _size: history.
                      note, details={"gateway": rate.details(), "empty": empty.details(), "history": _filled(s)}))
 
 
-def _reminders(bench: Bench, backend: str, s: scale.Scale, size: history.History) -> None:
+def _reminders(bench: Bench, backend: str, s: scale.Scale) -> None:
+    size = bench.history_size
     run = scale.reminders(s, size.due, bench.sizes.reminders_cap)
     note = (f"cut at {bench.sizes.reminders_cap:g} s after {run.done:,} of {run.due:,}: estimated"
             if run.cut else f"{run.done:,} of {run.due:,} reminders sent")
@@ -238,7 +267,8 @@ def _reminders(bench: Bench, backend: str, s: scale.Scale, size: history.History
                      run.seconds, "s", target=below(30, "s"), note=note, details=run.details()))
 
 
-def _suivi(bench: Bench, backend: str, s: scale.Scale, size: history.History) -> None:
+def _suivi(bench: Bench, backend: str, s: scale.Scale) -> None:
+    size = bench.history_size
     run = scale.suivi(s, bench.sizes.suivi_repeat)
     bench.add(Figure(f"suivi.{backend}", f"[SUIVI], client with {size.big_client_cases:,} cases, {_name(backend)}",
                      run.median_ms, "ms", target=below(200, "ms"),
@@ -301,22 +331,27 @@ def main(argv: list[str] | None = None) -> int:
         connect_postgres(bench)
         bench.say("generating the corpus")
         bench.corpus = backlog.make_corpus(args.shared, bench.work, bench.sizes.corpus, args.seed)
-        steps = [("backlog", lambda: run_backlog(bench)), ("door", lambda: run_door(bench)),
-                 ("latency", lambda: run_latency(bench)), ("memory", lambda: run_memory(bench))]
-        for name, step in steps:
+        built: dict[str, scale.Scale] = {}
+        if bench.parts & {"history", "reminders", "suivi"}:
+            bench.say("-- history")
+            bench.part("history", lambda: built.update(build_history(bench)))
+        if bench.parts & {"backlog", "history"}:
+            bench.say("-- backlog")
+            run_backlog(bench, built if "history" in bench.parts else {})
+        if bench.parts & {"reminders", "suivi"}:
+            bench.say("-- reminders, suivi")
+            run_jobs(bench, built)
+        for name, step in (("door", run_door), ("latency", run_latency), ("memory", run_memory)):
             if name in bench.parts:
                 bench.say(f"-- {name}")
-                bench.part(name, step)
-        want = bench.parts & {"history", "reminders", "suivi"}
-        if want:
-            bench.say("-- history")
-            bench.part("history", lambda: run_history(bench, want))
+                bench.part(name, functools.partial(step, bench))
     finally:
         if bench.postgres is not None and not args.keep:
             bench.postgres.drop_all()
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)
     env["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    env["load_average_max"] = round(bench.busiest, 2)
     env["seconds"] = round(time.monotonic() - bench.t0)
     return finish(bench, env)
 
@@ -325,18 +360,21 @@ def finish(bench: Bench, env: dict[str, object]) -> int:
     """Print the table (and the JSON), say what could distort it, return the exit status."""
     out = sys.stderr if bench.args.json == "-" else sys.stdout
     print("", file=out)
-    print(report.table(bench.figures), file=out)
+    figures = sorted(bench.figures, key=lambda f: ORDER.index(f.key) if f.key in ORDER else len(ORDER))
+    print(report.table(figures), file=out)
     for note in bench.notes:
         print(f"note: {note}", file=out)
-    busy = max(env["load_average"][0], env["load_average_end"][0])  # type: ignore[index]
-    if busy > (env["cpus"] or 1):  # type: ignore[operator]
-        print(f"note: the machine was busy (load average up to {busy:.1f} on {env['cpus']} CPUs): "
+    before, cpus = env["load_average"][0], env["cpus"] or 1  # type: ignore[index]
+    # This run alone keeps about two processes busy: more than that is someone else's work.
+    if before > 1 or bench.busiest > cpus + 2:  # type: ignore[operator]
+        print(f"note: the machine was busy (load average {before:.1f} before the run, up to "
+              f"{bench.busiest:.1f} during it, on {cpus} CPUs; the run itself accounts for about 2): "
               "rates are lower and latencies higher than on a quiet machine", file=out)
     for name, error in bench.errors.items():
         print(f"error: {name}: {error}", file=out)
     print(f"({env['seconds']} s, commit {env['commit']})", file=out)
     if bench.args.json:
-        report.write_json(bench.args.json, bench.figures, env, bench.errors)
+        report.write_json(bench.args.json, figures, env, bench.errors)
     return 1 if bench.errors else 0
 
 
