@@ -44,6 +44,15 @@ class Postgres:
         self.created.append(name)
         return self.server.set(database=name).render_as_string(hide_password=False)
 
+    def checkpoint(self) -> None:
+        """Write every dirty page now (needs a superuser), so that no checkpoint runs later."""
+        engine = self._admin()
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("CHECKPOINT"))
+        finally:
+            engine.dispose()
+
     def drop_all(self) -> None:
         """Drop every database this object created (connections left open are cut)."""
         engine = self._admin()

@@ -63,77 +63,48 @@ def write_config(folder: Path, url: str, *, smtp_port: int = 2525, relay_port: i
 
 @dataclass(frozen=True)
 class Timed:
-    """A finished child: wall seconds, CPU seconds (user + system), exit status, output."""
+    """A finished child: wall seconds, CPU seconds (user + system), exit status, output,
+    and whether it was cut (killed) at its time cap."""
     seconds: float
     cpu: float
     returncode: int
     stdout: str
     stderr: str
-
-
-def timed(args: list[str], cwd: Path | None = None, timeout: float | None = None) -> Timed:
-    """Run `args` to the end (killed after `timeout`); its own CPU time comes from wait4."""
-    out, err = (cwd or Path.cwd()) / ".out", (cwd or Path.cwd()) / ".err"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        t0 = time.perf_counter()
-        process = subprocess.Popen(args, cwd=cwd, stdout=o, stderr=e, stdin=subprocess.DEVNULL, env=CHILD_ENV)
-        try:
-            _pid, status, usage = _wait4(process.pid, timeout)
-        except TimeoutError:
-            process.kill()
-            process.wait()
-            raise
-        seconds = time.perf_counter() - t0
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return Timed(seconds, usage.ru_utime + usage.ru_stime, process.returncode,
-                 out.read_text(errors="replace"), err.read_text(errors="replace"))
-
-
-def _wait4(pid: int, timeout: float | None) -> tuple[int, int, object]:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        found, status, usage = os.wait4(pid, os.WNOHANG if deadline else 0)
-        if found:
-            return found, status, usage
-        if deadline and time.monotonic() > deadline:
-            raise TimeoutError(f"process {pid} still running after {timeout:g} s")
-        time.sleep(0.02)
-
-
-@dataclass(frozen=True)
-class Capped(Timed):
-    """A child that may have been cut (killed) at its time cap."""
     cut: bool = False
 
 
-def capped(args: list[str], cwd: Path, cap: float, sample: Callable[[], None], every: float = 0.5) -> Capped:
-    """Run `args`, calling `sample()` every `every` seconds; kill it after `cap` seconds."""
-    out = cwd / ".out"
-    with open(out, "wb") as o:
+def timed(args: list[str], cwd: Path, cap: float | None = None,
+          sample: Callable[[], None] | None = None, every: float = 0.5) -> Timed:
+    """Run `args` in `cwd` to its end, or kill it after `cap` seconds, calling `sample()`
+    every `every` seconds meanwhile. Its CPU time comes from wait4; the wall time is
+    read within 10 ms of its end."""
+    out, err = cwd / ".out", cwd / ".err"
+    with open(out, "wb") as o, open(err, "wb") as e:
         t0 = time.perf_counter()
-        process = subprocess.Popen(args, cwd=cwd, stdout=o, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=CHILD_ENV)
-        cut = False
+        process = subprocess.Popen(args, cwd=cwd, stdout=o, stderr=e, stdin=subprocess.DEVNULL, env=CHILD_ENV)
+        cut, next_sample = False, t0 + every
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            now = time.perf_counter()
             if pid:
                 break
-            if time.perf_counter() - t0 >= cap:
+            if cap is not None and now - t0 >= cap:
                 process.kill()
                 _pid, status, usage = os.wait4(process.pid, 0)
                 cut = True
                 break
-            time.sleep(every)
-            sample()
-        seconds = time.perf_counter() - t0
+            if sample is not None and now >= next_sample:
+                sample()
+                next_sample += every
+            time.sleep(0.01)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Capped(seconds, usage.ru_utime + usage.ru_stime, process.returncode,
-                  out.read_text(errors="replace"), "", cut)
+    return Timed(now - t0, usage.ru_utime + usage.ru_stime, process.returncode,
+                 out.read_text(errors="replace"), err.read_text(errors="replace"), cut)
 
 
-def gateway(config: Path, *args: str, timeout: float | None = None) -> Timed:
+def gateway(config: Path, *args: str) -> Timed:
     """`gateway --config CONFIG ARGS…`, raising when it fails."""
-    result = timed([GATEWAY, "--config", str(config), *args], cwd=config.parent, timeout=timeout)
+    result = timed([GATEWAY, "--config", str(config), *args], config.parent)
     if result.returncode != 0:
         raise RuntimeError(f"gateway {' '.join(args)} exited {result.returncode}: "
                            f"{(result.stderr or result.stdout).strip()[-500:]}")

@@ -59,10 +59,11 @@ def reminders(scale: Scale, due: int, cap: float) -> RemindersRun:
     def sample() -> None:
         progress.append((time.perf_counter() - t0, int(databases.scalar(scale.url, count) or 0) - before))
 
-    result = procs.capped([procs.GATEWAY, "--config", str(scale.config), "jobs", "run", "reminders",
-                           "--now", scale.now.isoformat()], scale.config.parent, cap, sample)
+    result = procs.timed([procs.GATEWAY, "--config", str(scale.config), "jobs", "run", "reminders",
+                          "--now", scale.now.isoformat()], scale.config.parent, cap, sample)
     if not result.cut and result.returncode != 0:
-        raise RuntimeError(f"gateway jobs run reminders exited {result.returncode}: {result.stdout.strip()[-500:]}")
+        raise RuntimeError(f"gateway jobs run reminders exited {result.returncode}: "
+                           f"{(result.stderr or result.stdout).strip()[-500:]}")
     done = int(databases.scalar(scale.url, count) or 0) - before
     seconds = _estimate(progress, due) if result.cut else result.seconds
     return RemindersRun(due, done, seconds, result.cut, result.cpu, progress)
