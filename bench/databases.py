@@ -34,7 +34,7 @@ class Postgres:
 
     def create(self, purpose: str) -> str:
         """A new empty database; returns its URL."""
-        name = f"bench_{purpose}_{secrets.token_hex(4)}"
+        name = f"bench_{purpose.replace('-', '_')}_{secrets.token_hex(4)}"
         engine = self._admin()
         try:
             with engine.connect() as connection:
