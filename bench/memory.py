@@ -1,0 +1,92 @@
+"""Memory of `gateway serve`: its peak RSS at rest, and what taking one 25 MB message with
+attachments adds to it, read from /proc (VmRSS, VmHWM) of the serving process.
+
+At rest: the gateway started on a new SQLite file with the corpus's reference data, its
+scheduled jobs on (as an operator runs it), idle for a few seconds; the figure is its peak
+RSS so far. Then a customer opens a case with three files making a 25 MB message: the
+door takes it, the pipeline stores the files and writes the acknowledgement (which carries
+the files that fit `max_attachment_bytes`), the outbox sends it to the relay stand-in.
+The cost is the peak RSS over all of that minus the RSS at rest just before.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import tomllib
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from bench import databases, procs, relay, smtp_load
+from bench.backlog import Corpus
+
+MB = 1_000_000
+
+
+def big_message(sender: str, client: str, serial: str, size: int = 25 * MB) -> bytes:
+    """A new-case mail of about `size` bytes: a text and three incompressible files (a log,
+    a PDF, a screenshot) sharing what base64 leaves of `size`."""
+    rng = random.Random(42)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = procs.SUPPORT
+    msg["Subject"] = f"[CLIENT {client}] [SERIE {serial}] [CRITICITE haute] Export complet en échec"
+    msg["Message-ID"] = "<big-message@bench.example>"
+    msg.set_content("Bonjour,\n\nl'export complet échoue ; voici le journal, le rapport et une capture.\n")
+    decoded = int((size - 4000) * 57 / 78)     # base64 lines: 76 characters for 57 bytes, plus CRLF
+    for share, name, maintype, subtype in ((0.55, "export.log", "application", "octet-stream"),
+                                           (0.33, "rapport.pdf", "application", "pdf"),
+                                           (0.12, "capture.png", "image", "png")):
+        msg.add_attachment(rng.randbytes(int(decoded * share)), maintype=maintype, subtype=subtype,
+                           filename=name)
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+@dataclass
+class MemoryRun:
+    rest_peak: int             # VmHWM after the quiet start
+    rest: int                  # VmRSS just before the big message
+    peak: int                  # VmHWM once the big message was answered
+    message_size: int
+    answered: bool
+    seconds: float             # from sending the message to its answer at the relay
+
+    @property
+    def cost(self) -> int:
+        return self.peak - self.rest
+
+
+def first_contact(corpus: Corpus) -> tuple[str, str, str]:
+    """(address, client code, serial) of the first contact in the corpus's reference data."""
+    data = tomllib.loads(corpus.refdata.read_text(encoding="utf-8"))
+    contact = data["contacts"][0]
+    serial = next(lic["serial"] for lic in data["licences"] if lic["client"] == contact["client"])
+    return contact["email"], contact["client"], serial
+
+
+def measure(work: Path, corpus: Corpus, settle: float, timeout: float) -> MemoryRun:
+    """Start serve, let it settle `settle` seconds, read its memory, send the big message."""
+    url = databases.sqlite_url(work / "gateway.sqlite3")
+    smtp_port, relay_port = procs.free_port(), procs.free_port()
+    config = procs.write_config(work, url, smtp_port=smtp_port, relay_port=relay_port, jobs=True)
+    procs.gateway(config, "import", str(corpus.refdata))
+    sender, client, serial = first_contact(corpus)
+    raw = big_message(sender, client, serial)
+    mail = smtp_load.prepare(raw)
+    log = work / "relay.jsonl"
+    with procs.relay(work, relay_port, log), procs.serve(config, smtp_port) as process:
+        time.sleep(settle)
+        at_rest = procs.memory(process.pid)
+        t0 = time.monotonic()
+        load = asyncio.run(smtp_load.saturate(smtp_port, [mail], procs.SUPPORT, clients=1))
+        answered = False
+        while load.accepted and time.monotonic() - t0 < timeout:
+            if any(r["in_reply_to"] == mail.message_id for r in relay.read(str(log))):
+                answered = True
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - t0
+        time.sleep(0.5)   # the outbox marks the delivery sent after the relay's 250
+        after = procs.memory(process.pid)
+    return MemoryRun(at_rest["VmHWM"], at_rest["VmRSS"], after["VmHWM"], len(raw), answered, seconds)
