@@ -134,13 +134,13 @@ def settle(engine: Engine, relay: crash_load.RelayStandIn, timeout: float = SETT
     """Wait until nothing is pending inbound, no delivery is due (those a killed gateway had
     claimed, once its claim expired), and the relay is quiet; what is left when it is not."""
     from gateway.db import utcnow
-    from gateway.models import DELIVERY_PENDING, PENDING, Delivery, InboundMessage
+    from gateway.models import DELIVERY_PENDING, Delivery, Disposition, InboundMessage
     deadline, quiet, last = time.monotonic() + timeout, 0, -1
     while quiet < 5:
         now = utcnow()
         with engine.connect() as connection:
             pending = connection.scalar(select(func.count()).select_from(InboundMessage)
-                                        .where(InboundMessage.outcome == PENDING))
+                                        .where(InboundMessage.outcome == Disposition.PENDING))
             due = connection.scalar(select(func.count()).select_from(Delivery).where(
                 Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now))
         if time.monotonic() > deadline:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, HELD, PENDING, Case,
-                            Delivery, InboundMessage, OutboundMessage)
+from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Case, Delivery, Disposition,
+                            InboundMessage, OutboundMessage)
 
 # The figures that must be zero, with what each means.
 MUST_BE_ZERO = {
@@ -74,9 +74,9 @@ def _inbound(session: Session, verdict: Verdict, acknowledged: dict[str, str]) -
     verdict.lost = sum(1 for m in acknowledged if stored[m] == 0)
     verdict.stored_twice = sum(1 for n in stored.values() if n > 1)
     verdict.outcomes = dict(Counter(r.outcome for r in rows))
-    verdict.unprocessed = verdict.outcomes.get(PENDING, 0)
-    verdict.held = verdict.outcomes.get(HELD, 0)
-    verdict.held_reasons = [str(r.reasons)[:200] for r in rows if r.outcome == HELD][:5]
+    verdict.unprocessed = verdict.outcomes.get(Disposition.PENDING, 0)
+    verdict.held = verdict.outcomes.get(Disposition.HELD, 0)
+    verdict.held_reasons = [str(r.reasons)[:200] for r in rows if r.outcome == Disposition.HELD][:5]
 
 
 def _cases(session: Session, verdict: Verdict, acknowledged: dict[str, str]) -> None:

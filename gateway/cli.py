@@ -13,7 +13,7 @@ import click
 
 from gateway import cli_refdata, config, logs, schema, views
 from gateway.db import make_engine, session_scope
-from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, HELD, Delivery, InboundMessage
+from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, Delivery, Disposition, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def inbound_retry(app: App, inbound_id: int) -> None:
         row = session.get(InboundMessage, inbound_id)
         if row is None:
             raise click.ClickException(f"no message {inbound_id}")
-        if row.outcome != HELD:
+        if row.outcome != Disposition.HELD:
             raise click.ClickException(f"message {inbound_id} is {row.outcome}, not held")
     outcome = run.process(app.engine, app.settings, inbound_id, retry=True)
     if outcome is None:

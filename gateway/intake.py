@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from gateway import bounds, raw as raw_bytes
 from gateway.db import session_scope, utcnow
-from gateway.models import IGNORED, PENDING, InboundMessage
+from gateway.models import Disposition, InboundMessage
 
 _SAME_MESSAGE_FIELDS = (b"from", b"date", b"subject")
 
@@ -101,7 +101,7 @@ def _row(raw: bytes, door: str, envelope_from: str | None, envelope_to: list[str
         digest=keys.digest, message_id=keys.message_id,
         source_key=None if source_key is None else bounds.key(source_key, bounds.SOURCE_KEY),
         dedupe_key=None if first else keys.dedupe, duplicate_of=first,
-        outcome=IGNORED if first else PENDING,
+        outcome=Disposition.IGNORED if first else Disposition.PENDING,
         reasons=[f"duplicate of message {first}"] if first else [])
 
 

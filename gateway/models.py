@@ -7,20 +7,33 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
                         LargeBinary, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
-# Case statuses, in lifecycle order.
-NEW, IN_PROGRESS, WAITING, RESOLVED, CLOSED = "nouveau", "en_cours", "attente_client", "resolu", "clos"
-STATUSES = (NEW, IN_PROGRESS, WAITING, RESOLVED, CLOSED)
-OPEN_STATUSES = (NEW, IN_PROGRESS, WAITING, RESOLVED)
+class Status(StrEnum):
+    """A case's status, in lifecycle order (gateway/cases.py moves a case between them)."""
+    NEW = "nouveau"
+    IN_PROGRESS = "en_cours"
+    WAITING = "attente_client"
+    RESOLVED = "resolu"
+    CLOSED = "clos"
 
-# Inbound outcomes.
-PENDING, CREATED, APPENDED, REFUSED, IGNORED, HELD = (
-    "pending", "created", "appended", "refused", "ignored", "held")
+
+OPEN_STATUSES = (Status.NEW, Status.IN_PROGRESS, Status.WAITING, Status.RESOLVED)
+
+
+class Disposition(StrEnum):
+    """What became of a stored message (`inbound_messages.outcome`)."""
+    PENDING = "pending"
+    CREATED = "created"
+    APPENDED = "appended"
+    REFUSED = "refused"
+    IGNORED = "ignored"
+    HELD = "held"
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -123,7 +136,7 @@ class Case(Base):
     criticality: Mapped[int] = mapped_column(Integer)
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
     title: Mapped[str] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(32), default=NEW, index=True)
+    status: Mapped[str] = mapped_column(String(32), default=Status.NEW, index=True)
     main_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     thread_id: Mapped[str] = mapped_column(String(255), index=True)  # Message-ID every outbound mail refers to
     opened_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -192,7 +205,7 @@ class InboundMessage(Base):
     source_key: Mapped[str | None] = mapped_column(String(512), unique=True)  # e.g. IMAP mailbox/uidvalidity/uid
     sender: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default=Disposition.PENDING, index=True)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.jobs import record as jobs_record
-from gateway.models import (DELIVERY_FAILED, DELIVERY_HELD_BACK, DELIVERY_PENDING, HELD, PENDING, Attachment, Case,
-                            CaseEvent, Client, Contact, Delivery, InboundMessage, OutboundMessage)
+from gateway.models import (DELIVERY_FAILED, DELIVERY_HELD_BACK, DELIVERY_PENDING, Attachment, Case,
+                            CaseEvent, Client, Contact, Delivery, Disposition, InboundMessage,
+                            OutboundMessage, Status)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -50,7 +51,7 @@ def inbound_list(session: Session, held: bool = False, limit: int | None = None)
                    InboundMessage.sender, InboundMessage.subject, InboundMessage.outcome,
                    InboundMessage.case_id, InboundMessage.reasons).order_by(InboundMessage.id.desc())
     if held:
-        query = query.where(InboundMessage.outcome == HELD)
+        query = query.where(InboundMessage.outcome == Disposition.HELD)
     rows = session.execute(query.limit(limit)).all()
     return [{"id": r.id, "received_at": _iso(r.received_at), "message_id": r.message_id,
              "sender": r.sender, "subject": r.subject, "outcome": r.outcome, "case": r.case_id,
@@ -74,20 +75,20 @@ def status(session: Session) -> dict[str, Any]:
     def count(model: Any, *where: Any) -> int:
         return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
     last_errors = session.execute(
-        select(InboundMessage.id, InboundMessage.reasons).where(InboundMessage.outcome == HELD)
+        select(InboundMessage.id, InboundMessage.reasons).where(InboundMessage.outcome == Disposition.HELD)
         .order_by(InboundMessage.id.desc()).limit(5)).all()
     last_failures = session.execute(
         select(Delivery.id, Delivery.recipient, Delivery.last_error)
         .where(Delivery.last_error.is_not(None)).order_by(Delivery.id.desc()).limit(5)).all()
     return {
-        "inbound_pending": count(InboundMessage, InboundMessage.outcome == PENDING),
-        "inbound_held": count(InboundMessage, InboundMessage.outcome == HELD),
+        "inbound_pending": count(InboundMessage, InboundMessage.outcome == Disposition.PENDING),
+        "inbound_held": count(InboundMessage, InboundMessage.outcome == Disposition.HELD),
         "outbox_pending": count(Delivery, Delivery.status == DELIVERY_PENDING),
         "outbox_retrying": count(Delivery, Delivery.status == DELIVERY_PENDING, Delivery.attempts > 0),
         "outbox_failed": count(Delivery, Delivery.status == DELIVERY_FAILED),
         "outbox_held_back": count(Delivery, Delivery.status == DELIVERY_HELD_BACK),
         "failing_contacts": count(Contact, Contact.failing_since.is_not(None)),
-        "open_cases": count(Case, Case.status != "clos"),
+        "open_cases": count(Case, Case.status != Status.CLOSED),
         "last_held": [{"id": i, "reasons": r} for i, r in last_errors],
         "last_delivery_errors": [{"id": i, "recipient": a, "error": e} for i, a, e in last_failures],
         "jobs": jobs_record.report(session),

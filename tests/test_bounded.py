@@ -22,7 +22,7 @@ from test_cli import Cli, write_config
 from gateway import intake
 from gateway.config import Settings
 from gateway.db import session_scope
-from gateway.models import HELD, PENDING, InboundMessage
+from gateway.models import Disposition, InboundMessage
 from gateway.pipeline import run
 from gateway.pipeline.grammar import parse_request
 from gateway.pipeline.parse import parse
@@ -101,7 +101,7 @@ def deliver(engine: Engine, settings: Settings, raw: bytes) -> tuple[str, list[s
 def test_the_pipeline_ends_each_hostile_message_with_an_outcome_within_a_bound(loaded, settings, name) -> None:  # noqa: ANN001
     deliver(loaded, settings, message(f"{OPEN} Dossier de départ", "Bonjour\r\n"))  # case 1, for the replies
     outcome, reasons, seconds = deliver(loaded, settings, HOSTILE[name]())
-    assert outcome not in (PENDING, HELD), reasons
+    assert outcome not in (Disposition.PENDING, Disposition.HELD), reasons
     assert seconds < 2.0, f"{name}: {seconds:.2f} s"
 
 
@@ -235,5 +235,5 @@ def test_any_message_is_parsed_and_processed_within_a_bound(loaded, settings, ra
     _, grammar_seconds = thread_seconds(lambda: parse_request(parsed.subject, parsed.new_text))
     assert seconds + grammar_seconds < 1.0, f"parse {seconds:.2f} s, grammar {grammar_seconds:.2f} s"
     outcome, reasons, process_seconds = deliver(loaded, settings, raw)
-    assert outcome not in (PENDING, HELD), reasons
+    assert outcome not in (Disposition.PENDING, Disposition.HELD), reasons
     assert process_seconds < 2.0, f"process {process_seconds:.2f} s"

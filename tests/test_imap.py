@@ -26,7 +26,7 @@ from sqlalchemy import Engine, select, update
 from gateway import config, intake
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.models import CREATED, IGNORED, PENDING, Case, InboundMessage
+from gateway.models import Case, Disposition, InboundMessage
 from gateway.receive import imap
 from gateway.receive.imap import ImapDoor
 from gateway.serve import Loop, process_pending
@@ -148,7 +148,7 @@ def test_a_new_message_is_stored_then_flagged_seen_and_moved(settings, engine, m
     assert (counts.stored, counts.known, counts.too_big, counts.failed) == (1, 0, 0, 0)
     [row] = rows(engine)
     uidvalidity = mailbox.uidvalidity("INBOX")
-    assert (row.raw, row.door, row.outcome) == (raw, "imap", PENDING)
+    assert (row.raw, row.door, row.outcome) == (raw, "imap", Disposition.PENDING)
     assert row.source_key == f"imap:127.0.0.1:{mailbox.user}:INBOX:{uidvalidity}:{uid}"
     assert door.woken == [row.id]
     assert mailbox.messages("INBOX") == {}
@@ -228,7 +228,7 @@ def test_a_changed_uidvalidity_resynchronises_without_duplicates(settings, engin
 
     counts = door.run_once()
     assert (counts.stored, counts.known) == (1, 1)
-    assert [r.outcome for r in rows(engine)] == [PENDING, PENDING]  # no duplicate row
+    assert [r.outcome for r in rows(engine)] == [Disposition.PENDING, Disposition.PENDING]  # no duplicate row
     assert all(flags == {SEEN} for flags in mailbox.messages("Support").values())
 
 
@@ -274,7 +274,7 @@ def test_two_doors_reading_one_mailbox_store_each_message_once(settings, engine,
     assert errors == []
     stored = rows(engine)
     assert sorted(r.raw for r in stored) == sorted(raws)
-    assert {r.outcome for r in stored} == {PENDING}  # no copy for the pipeline to ignore
+    assert {r.outcome for r in stored} == {Disposition.PENDING}  # no copy for the pipeline to ignore
     assert mailbox.messages("INBOX") == {}
     assert len(mailbox.messages(PROCESSED)) == 12
 
@@ -319,7 +319,7 @@ def test_the_running_door_wakes_on_new_mail_and_the_same_message_twice_opens_one
         raw = opening.as_bytes(policy=opening.policy.clone(linesep="\r\n"))
         mailbox.append("INBOX", raw)
         mailbox.append("INBOX", raw)
-        until(lambda: [r.outcome for r in rows(loaded)] in ([CREATED, IGNORED], [IGNORED, CREATED]),
+        until(lambda: [r.outcome for r in rows(loaded)] in ([Disposition.CREATED, Disposition.IGNORED], [Disposition.IGNORED, Disposition.CREATED]),
               what="one case opened and one duplicate ignored")
         with session_scope(loaded) as session:
             [case] = session.scalars(select(Case)).all()

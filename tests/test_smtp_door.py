@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from gateway.config import Settings
 from gateway.db import session_scope
-from gateway.models import IGNORED, PENDING, InboundMessage
+from gateway.models import Disposition, InboundMessage
 from gateway.receive import pipe, smtp
 
 SUPPORT = "assistance@editeur.example"
@@ -107,7 +107,7 @@ def test_message_is_stored_byte_for_byte_before_250(start_door, engine) -> None:
     [row] = rows(engine)
     assert (row.id, row.raw, row.size) == (stored_id, raw, len(raw))
     assert row.door == ("lmtp" if door.settings.smtp.lmtp else "smtp")
-    assert (row.envelope_from, row.envelope_to, row.outcome) == (CUSTOMER, [SUPPORT], PENDING)
+    assert (row.envelope_from, row.envelope_to, row.outcome) == (CUSTOMER, [SUPPORT], Disposition.PENDING)
     assert door.woken == [stored_id]
 
 
@@ -184,8 +184,8 @@ def test_same_message_twice_is_stored_twice_the_second_as_duplicate(start_door, 
     assert (first_code, second_code) == (250, 250)
     original, duplicate = rows(engine)
     assert (original.id, duplicate.id) == (queued_id(first), queued_id(second))
-    assert (original.outcome, original.duplicate_of) == (PENDING, None)
-    assert (duplicate.outcome, duplicate.duplicate_of) == (IGNORED, original.id)
+    assert (original.outcome, original.duplicate_of) == (Disposition.PENDING, None)
+    assert (duplicate.outcome, duplicate.duplicate_of) == (Disposition.IGNORED, original.id)
     assert duplicate.raw == raw
     assert door.woken == [original.id, duplicate.id]
 

@@ -18,7 +18,7 @@ from gateway import timeline
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, local, lock_case, post
-from gateway.models import CLOSED, RESOLVED, Case, CaseEvent
+from gateway.models import Case, CaseEvent, Status
 from gateway.pipeline.work import case_recipients
 
 
@@ -28,7 +28,7 @@ def resolved_since(session: Session, *where: Any) -> dict[int, dt.datetime]:
         select(Case.id, Case.updated_at, func.max(CaseEvent.at))
         .outerjoin(CaseEvent, (CaseEvent.case_id == Case.id)
                    & CaseEvent.kind.in_(("status_change", "agent_message")))
-        .where(Case.status == RESOLVED, *where).group_by(Case.id, Case.updated_at).order_by(Case.id))
+        .where(Case.status == Status.RESOLVED, *where).group_by(Case.id, Case.updated_at).order_by(Case.id))
     return {case_id: resolved or updated for case_id, updated, resolved in rows}
 
 
@@ -51,7 +51,7 @@ def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str
     if case is None or due is None or due > clock.at:
         return None
     now = clock.now
-    case.status, case.closed_at, case.updated_at, case.waiting_since = CLOSED, now, now, None
+    case.status, case.closed_at, case.updated_at, case.waiting_since = Status.CLOSED, now, now, None
     days = settings.cases.resolved_autoclose_days
     add_event(session, settings, now, case, "closed", timeline.closed_resolved(days))
     to, cc = case_recipients(case)

@@ -14,7 +14,7 @@ from gateway import timeline
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, lock_case, post, staff
-from gateway.models import CLOSED, Case, CaseEvent, Escalation
+from gateway.models import Case, CaseEvent, Escalation, Status
 
 
 def due_at(settings: Settings, case: Case) -> dt.datetime | None:
@@ -27,7 +27,7 @@ def find(settings: Settings, session: Session, at: dt.datetime) -> list[Item]:
         return []
     cases = session.scalars(
         select(Case).outerjoin(Escalation, Escalation.case_id == Case.id)
-        .where(Case.first_agent_at.is_(None), Case.status != CLOSED, Escalation.id.is_(None))
+        .where(Case.first_agent_at.is_(None), Case.status != Status.CLOSED, Escalation.id.is_(None))
         .order_by(Case.id))
     return [Item(c.id, "escalation") for c in cases if (due := due_at(settings, c)) is not None and due <= at]
 
@@ -35,7 +35,7 @@ def find(settings: Settings, session: Session, at: dt.datetime) -> list[Item]:
 def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str | None:
     """Escalate one unanswered case; None if an agent answered or it was escalated meanwhile."""
     case = lock_case(session, case_id)
-    if case is None or case.first_agent_at is not None or case.status == CLOSED:
+    if case is None or case.first_agent_at is not None or case.status == Status.CLOSED:
         return None
     due = due_at(settings, case)
     done = session.scalar(select(Escalation.id).where(Escalation.case_id == case_id))

@@ -22,7 +22,7 @@ from gateway import timeline
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, later, local, lock_case, post
-from gateway.models import CLOSED, WAITING, Case, CaseEvent, Reminder
+from gateway.models import Case, CaseEvent, Reminder, Status
 from gateway.pipeline.work import case_recipients
 
 
@@ -57,7 +57,7 @@ def waits(session: Session, *where: Any) -> dict[int, Wait]:
     rows = session.execute(
         select(Case.id, Case.waiting_since, Case.updated_at, func.max(CaseEvent.at))
         .outerjoin(CaseEvent, (CaseEvent.case_id == Case.id) & (CaseEvent.kind == "agent_message"))
-        .where(Case.status == WAITING, *where).group_by(Case.id, Case.waiting_since, Case.updated_at)
+        .where(Case.status == Status.WAITING, *where).group_by(Case.id, Case.waiting_since, Case.updated_at)
         .order_by(Case.id)).all()
     since = {i: max((t for t in (waiting, answered) if t is not None), default=updated)
              for i, waiting, updated, answered in rows}
@@ -65,7 +65,7 @@ def waits(session: Session, *where: Any) -> dict[int, Wait]:
     if since:
         for case_id, period, at in session.execute(
                 select(Reminder.case_id, Reminder.period, Reminder.at).join(Case, Reminder.case_id == Case.id)
-                .where(Case.status == WAITING, *where).order_by(Reminder.case_id, Reminder.number)):
+                .where(Case.status == Status.WAITING, *where).order_by(Reminder.case_id, Reminder.number)):
             if period == since[case_id]:
                 sent[case_id].append(at)
     return {i: Wait(since[i], tuple(sent[i])) for i in since}
@@ -119,7 +119,7 @@ def _closes_on(settings: Settings, since: dt.datetime, number: int) -> dt.date |
 
 
 def _close(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait) -> str:
-    case.status, case.closed_at, case.updated_at, case.waiting_since = CLOSED, now, now, None
+    case.status, case.closed_at, case.updated_at, case.waiting_since = Status.CLOSED, now, now, None
     add_event(session, settings, now, case, "closed", timeline.closed_no_answer(len(wait.sent)))
     to, cc = case_recipients(case)
     post(session, settings, now, "autoclose_notice", to, cc, case=case, context={

@@ -6,13 +6,13 @@ note that no customer ever sees. Never commits.
 from __future__ import annotations
 
 from gateway import timeline
-from gateway.models import APPENDED, CLOSED, IN_PROGRESS, RESOLVED, WAITING, Case
+from gateway.models import Case, Disposition, Status
 from gateway.outbound.outbox import HUMAN
 from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.follow_up import close
 from gateway.pipeline.work import Outcome, Problem, Work, case_recipients
 
-TARGET = {"waiting": WAITING, "resolved": RESOLVED, "closed": CLOSED}
+TARGET = {"waiting": Status.WAITING, "resolved": Status.RESOLVED, "closed": Status.CLOSED}
 
 
 def agent_message(work: Work, case: Case | None) -> Outcome:
@@ -25,21 +25,21 @@ def agent_message(work: Work, case: Case | None) -> Outcome:
         event = work.event(case, "note", text, internal=True)
         store_attachments(work.session, case, event, work.parsed.attachments)
         case.updated_at = now
-        return Outcome(APPENDED, ("internal note",), case.id)
+        return Outcome(Disposition.APPENDED, ("internal note",), case.id)
     target = next((TARGET[f] for f in ("closed", "resolved", "waiting") if f in flags), None)
-    if target == CLOSED and not text.strip() and not work.parsed.attachments:
+    if target == Status.CLOSED and not text.strip() and not work.parsed.attachments:
         return close(work, case, closed_by="agent")
     if not text.strip() and not work.parsed.attachments and target is None:
         return work.refuse([Problem("empty_message")], case=case)
-    new_status = target or (case.status if case.status == CLOSED else IN_PROGRESS)
+    new_status = target or (case.status if case.status == Status.CLOSED else Status.IN_PROGRESS)
     changed = new_status != case.status
     event = work.event(case, "agent_message", text)
     files = store_attachments(work.session, case, event, work.parsed.attachments)
     if changed:
         work.event(case, "status_change", timeline.status_change(case.status, new_status))
         case.status = new_status
-        case.waiting_since = now if new_status == WAITING else None
-        case.closed_at = now if new_status == CLOSED else None
+        case.waiting_since = now if new_status == Status.WAITING else None
+        case.closed_at = now if new_status == Status.CLOSED else None
     if case.first_agent_at is None:
         case.first_agent_at = now
     case.updated_at = now
@@ -47,7 +47,7 @@ def agent_message(work: Work, case: Case | None) -> Outcome:
     work.outbox.post("agent_message", to, cc, case=case, files=files, auto_submitted=HUMAN, context={
         "agent_name": _signature(work.sender.name or work.sender.address or "", text), "text": text,
         "status_changed": changed})
-    return Outcome(APPENDED, ("agent answer sent",) + ((f"status {new_status}",) if changed else ()), case.id)
+    return Outcome(Disposition.APPENDED, ("agent answer sent",) + ((f"status {new_status}",) if changed else ()), case.id)
 
 
 def _signature(name: str, text: str) -> str:

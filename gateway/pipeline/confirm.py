@@ -14,7 +14,7 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from gateway.models import APPENDED, HELD, IGNORED, Case, Confirmation
+from gateway.models import Case, Confirmation, Disposition
 from gateway.outbound import token
 from gateway.pipeline.work import Outcome, Problem, Work
 
@@ -41,7 +41,7 @@ def ask(work: Work, kind: str, case: Case | None) -> Outcome:
     address = work.sender.address or ""
     waiting = (f"waiting for confirmation by {address}: nothing acts until they reply",)
     if work.session.scalar(select(Confirmation.id).where(Confirmation.inbound_id == work.inbound.id)):
-        return Outcome(HELD, waiting, case_id)
+        return Outcome(Disposition.HELD, waiting, case_id)
     asked = work.session.scalar(select(func.count()).select_from(Confirmation).where(
         Confirmation.address == address, Confirmation.created_at >= work.now - dt.timedelta(hours=1))) or 0
     row = Confirmation(inbound_id=work.inbound.id, address=address, kind=kind, case_id=case_id,
@@ -49,7 +49,7 @@ def ask(work: Work, kind: str, case: Case | None) -> Outcome:
     work.session.add(row)
     work.session.flush()
     if asked >= ASKS_PER_HOUR:
-        return Outcome(HELD, (f"not confirmed: {ASKS_PER_HOUR} confirmations already asked of {address} "
+        return Outcome(Disposition.HELD, (f"not confirmed: {ASKS_PER_HOUR} confirmations already asked of {address} "
                               "this hour; none asked for this one",), case_id)
     lines = work.request.text.splitlines()
     me = work.sender_recipient()
@@ -58,7 +58,7 @@ def ask(work: Work, kind: str, case: Case | None) -> Outcome:
         "kind": kind, "about": case, "original_subject": work.parsed.subject, "hours": HOURS,
         "excerpt": "\n".join(lines[:EXCERPT_LINES]), "more": len(lines) > EXCERPT_LINES,
         "files": [a.filename for a in work.parsed.attachments]})
-    return Outcome(HELD, waiting, case_id)
+    return Outcome(Disposition.HELD, waiting, case_id)
 
 
 def answered(work: Work) -> Confirmation | None:
@@ -78,8 +78,8 @@ def answered(work: Work) -> Confirmation | None:
 def release(work: Work, row: Confirmation) -> Outcome:
     """Record the confirmation; the held message is then processed again, as proven."""
     if row.confirmed_at is not None:
-        return Outcome(IGNORED, (f"message {row.inbound_id} was already confirmed",), row.case_id)
+        return Outcome(Disposition.IGNORED, (f"message {row.inbound_id} was already confirmed",), row.case_id)
     if row.expires_at < work.now:
         return work.refuse([Problem("confirmation_expired", {"hours": HOURS})])
     row.confirmed_at = work.now
-    return Outcome(APPENDED, (f"confirms message {row.inbound_id}",), row.case_id, release=row.inbound_id)
+    return Outcome(Disposition.APPENDED, (f"confirms message {row.inbound_id}",), row.case_id, release=row.inbound_id)

@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
 from gateway import timeline
-from gateway.models import APPENDED, CONTACT_ACTIVE, CREATED, NEW, Case, Contact, Licence
+from gateway.models import CONTACT_ACTIVE, Case, Contact, Disposition, Licence, Status
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline import confirm
 from gateway.pipeline.grammar import normalise
@@ -98,7 +98,7 @@ def _add(work: Work, requester: Contact, existing: Contact | None, email: str, f
     work.outbox.post("contact_added", [contact_recipient(contact)], context=context)
     work.outbox.post("contact_result", [work.sender_recipient()], context=context,  # type: ignore[list-item]
                      include_author=True)
-    return Outcome(APPENDED, (f"contact {email} added to client {requester.client.code}",))
+    return Outcome(Disposition.APPENDED, (f"contact {email} added to client {requester.client.code}",))
 
 
 def _update(work: Work, requester: Contact, existing: Contact | None, email: str, fields: dict[str, str],
@@ -125,7 +125,7 @@ def _update(work: Work, requester: Contact, existing: Contact | None, email: str
     work.outbox.post("contact_added", [contact_recipient(existing)], context=context)
     work.outbox.post("contact_result", [work.sender_recipient()], context=context,  # type: ignore[list-item]
                      include_author=True)
-    return Outcome(APPENDED, (f"contact {existing.email} updated for client {requester.client.code}",))
+    return Outcome(Disposition.APPENDED, (f"contact {existing.email} updated for client {requester.client.code}",))
 
 
 def _removal_case(work: Work, requester: Contact) -> Outcome:
@@ -138,7 +138,7 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
     target = fields.get("email") or fields.get("name") or "?"
     title = work.request.title or f"Suppression d'un interlocuteur : {target}"
     case = Case(client_id=requester.client_id, licence_id=licence.id, criticality=4, priority=False,
-                title=title[:500], status=NEW, main_contact_id=requester.id,
+                title=title[:500], status=Status.NEW, main_contact_id=requester.id,
                 thread_id=work.parsed.message_id or new_message_id(work.settings),
                 opened_at=work.now, updated_at=work.now, last_customer_at=work.now)
     work.session.add(case)
@@ -150,4 +150,4 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
                      include_author=True)
     work.outbox.post("agent_new_case", agent_recipients(active_agents(work.session), work.settings.support.language),
                      case=case, context=context)
-    return Outcome(CREATED, (f"case {case.id} opened to remove contact {target}",), case.id)
+    return Outcome(Disposition.CREATED, (f"case {case.id} opened to remove contact {target}",), case.id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from gateway import timeline
-from gateway.models import APPENDED, CONTACT_ACTIVE, Case, Contact, DistributionEntry
+from gateway.models import CONTACT_ACTIVE, Case, Contact, Disposition, DistributionEntry
 from gateway.pipeline.grammar import split_addresses
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.refdata import normalise_email
@@ -45,7 +45,7 @@ def change_distribution(work: Work, case: Case) -> Outcome:
     work.outbox.post("distribution_changed", to, cc, case=case,  # type: ignore[arg-type]
                      context={"changes": changes, "author": work.sender}, include_author=True)
     reasons = tuple(f"{c.sign}{c.address}: {c.reason}" for c in changes)
-    return Outcome(APPENDED, reasons, case.id)
+    return Outcome(Disposition.APPENDED, reasons, case.id)
 
 
 def _apply(work: Work, case: Case, entries: dict[str, DistributionEntry], sign: str, raw: str) -> Change:

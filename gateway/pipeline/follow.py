@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from gateway import bounds
-from gateway.models import APPENDED, CLOSED, Attachment, Case, CaseEvent
+from gateway.models import Attachment, Case, CaseEvent, Disposition, Status
 from gateway.pipeline.work import Outcome, Problem, Work
 
 LIST_LIMIT = 50      # cases shown per section; the answer says how many more there are
@@ -53,14 +53,14 @@ def _list(work: Work, scope: str) -> Outcome:
     show_open = scope in ("OPEN", "TOUS", "ALL")
     show_closed = scope in ("CLOS", "CLOSED", "TOUS", "ALL")
     sections = {}
-    for name, wanted, condition in (("open", show_open, Case.status != CLOSED),
-                                    ("closed", show_closed, Case.status == CLOSED)):
+    for name, wanted, condition in (("open", show_open, Case.status != Status.CLOSED),
+                                    ("closed", show_closed, Case.status == Status.CLOSED)):
         if wanted:
             sections[name] = _section(work, clients, condition)
     work.outbox.post("follow_list", [work.sender_recipient()], context={  # type: ignore[list-item]
         "scope": scope, "sections": sections, "limit": LIST_LIMIT}, include_author=True)
     total = sum(s[1] for s in sections.values())
-    return Outcome(APPENDED, (f"follow-up list sent: {total} case(s)",))
+    return Outcome(Disposition.APPENDED, (f"follow-up list sent: {total} case(s)",))
 
 
 def _section(work: Work, clients: list[int], condition) -> tuple[list[CaseLine], int]:  # type: ignore[no-untyped-def]
@@ -99,4 +99,4 @@ def _one_case(work: Work, number: int) -> Outcome:
     timeline = [{"event": e, "attachments": names.get(e.id, [])} for e in events]
     work.outbox.post("follow_case", [work.sender_recipient()], case=case,  # type: ignore[list-item]
                      context={"timeline": timeline, "limit": EVENTS_LIMIT}, include_author=True)
-    return Outcome(APPENDED, (f"case {case.id} details sent",), case.id)
+    return Outcome(Disposition.APPENDED, (f"case {case.id} details sent",), case.id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.models import (APPENDED, CLOSED, IN_PROGRESS, NEW, RESOLVED, WAITING, Case)
+from gateway.models import Case, Disposition, Status
 from gateway.outbound.outbox import NOTICE
 from gateway.pipeline import priority
 from gateway.pipeline.route import active_agents
@@ -29,7 +29,7 @@ def follow_up(work: Work, case: Case) -> Outcome:
     if not case.licence.active:
         kind = "priority" if "priority" in flags else "info" if "info" in flags else "message"
         return refuse_inactive(work, case.licence, kind, case)
-    if case.status == CLOSED:
+    if case.status == Status.CLOSED:
         limit = dt.timedelta(days=work.settings.cases.reopen_days)
         if case.closed_at is not None and work.now - case.closed_at > limit:
             return work.refuse([Problem("case_closed_too_long", {"days": work.settings.cases.reopen_days})],
@@ -40,16 +40,16 @@ def follow_up(work: Work, case: Case) -> Outcome:
         work.outbox.post("priority_result", [work.sender_recipient()], case=case,  # type: ignore[list-item]
                          context={"priority": result}, include_author=True)
         if not text and not work.parsed.attachments:
-            return Outcome(APPENDED, (f"priority: {result.status}",), case.id)
+            return Outcome(Disposition.APPENDED, (f"priority: {result.status}",), case.id)
     if not text.strip() and not work.parsed.attachments:
         return work.refuse([Problem("empty_message")], case=case)
-    reopened = case.status in (CLOSED, RESOLVED)
+    reopened = case.status in (Status.CLOSED, Status.RESOLVED)
     if reopened:
         # The kind and the author say it all: a mail puts it in the reader's words.
         work.event(case, "reopened", "")
         case.closed_at = None
-    if case.status in (WAITING, RESOLVED, CLOSED):
-        case.status = IN_PROGRESS if case.first_agent_at else NEW
+    if case.status in (Status.WAITING, Status.RESOLVED, Status.CLOSED):
+        case.status = Status.IN_PROGRESS if case.first_agent_at else Status.NEW
     case.waiting_since = None
     case.last_customer_at = work.now
     case.updated_at = work.now
@@ -62,7 +62,7 @@ def follow_up(work: Work, case: Case) -> Outcome:
     work.outbox.post("case_message", to, cc, case=case, context=context, files=files, audience=NOTICE)
     work.outbox.post("case_message", agent_recipients(active_agents(work.session), work.settings.support.language),
                      case=case, context=dict(context, for_agents=True), files=files, audience=NOTICE)
-    return Outcome(APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)
+    return Outcome(Disposition.APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)
 
 
 def _info_request(work: Work, case: Case, text: str) -> Outcome:
@@ -72,14 +72,14 @@ def _info_request(work: Work, case: Case, text: str) -> Outcome:
                      context={"text": text}, include_author=True)
     work.outbox.post("agent_info_request", agent_recipients(active_agents(work.session), work.settings.support.language),
                      case=case, context={"author": work.sender, "text": text}, files=files, audience=NOTICE)
-    return Outcome(APPENDED, ("information request recorded",), case.id)
+    return Outcome(Disposition.APPENDED, ("information request recorded",), case.id)
 
 
 def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     """Close the case and tell everyone on it, the person who closed it included."""
-    if case.status == CLOSED:
+    if case.status == Status.CLOSED:
         return work.refuse([Problem("already_closed")], case=case)
-    case.status = CLOSED
+    case.status = Status.CLOSED
     case.closed_at = case.updated_at = work.now
     case.waiting_since = None
     text = work.request.body()
@@ -93,4 +93,4 @@ def close(work: Work, case: Case, closed_by: str = "customer") -> Outcome:
     if closed_by == "customer":
         work.outbox.post("case_closed", agent_recipients(active_agents(work.session), work.settings.support.language),
                          case=case, context=dict(context, for_agents=True), files=files, audience=NOTICE)
-    return Outcome(APPENDED, (f"case closed by the {closed_by}",), case.id)
+    return Outcome(Disposition.APPENDED, (f"case closed by the {closed_by}",), case.id)

@@ -13,8 +13,8 @@ import unicodedata
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.models import (CONTACT_ACTIVE, CREATED, NEW, Case, Client, Contact, DistributionEntry,
-                            Licence, reference_key)
+from gateway.models import (CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry,
+                            Licence, Status, reference_key)
 from gateway.outbound.outbox import NOTICE, new_message_id
 from gateway.pipeline import priority
 from gateway.pipeline.attachments import store_attachments
@@ -77,7 +77,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     session, request, now = work.session, work.request, work.now
     case = Case(client=client, licence=licence, module=module,
                 criticality=request.criticality(), priority=False, title=request.title[:500],
-                status=NEW, main_contact=contact,
+                status=Status.NEW, main_contact=contact,
                 thread_id=work.parsed.message_id or new_message_id(work.settings),
                 opened_at=now, updated_at=now, last_customer_at=now)
     session.add(case)
@@ -100,7 +100,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     reasons = [f"case {case.id} opened"] + [f"not added to distribution: {a}" for a in not_added]
     if granted is not None:
         reasons.append(f"priority: {granted.status}")
-    return Outcome(CREATED, tuple(reasons), case.id)
+    return Outcome(Disposition.CREATED, tuple(reasons), case.id)
 
 
 def _distribution_from_cc(work: Work, case: Case, client: Client,

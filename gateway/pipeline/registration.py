@@ -16,8 +16,8 @@ import secrets
 
 from sqlalchemy import func, select
 
-from gateway.models import (APPENDED, CONTACT_ACTIVE, CONTACT_PENDING, REFUSED, Client, Contact,
-                            Licence, Registration, RegistrationRequest, reference_key)
+from gateway.models import (CONTACT_ACTIVE, CONTACT_PENDING, Client, Contact, Disposition, Licence,
+                            Registration, RegistrationRequest, reference_key)
 from gateway.outbound.outbox import STRANGER, Recipient
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
@@ -44,22 +44,22 @@ def register(work: Work) -> Outcome:
     session.add(RegistrationRequest(email=address, client_code=reference_key(code)[:64], at=now))
     me = Recipient(address, work.sender.name, work.sender.language)
     if by_sender >= settings.registrations_per_sender_per_day:
-        return Outcome(REFUSED, ("registration: too many requests from this sender today; no answer",))
+        return Outcome(Disposition.REFUSED, ("registration: too many requests from this sender today; no answer",))
     silence = work.stranger_silence()
     if silence:
-        return Outcome(REFUSED, (f"registration: no answer: {silence}",))
+        return Outcome(Disposition.REFUSED, (f"registration: no answer: {silence}",))
     work.outbox.post("registration_received", [me], context={"client_code": code, "serial": serial},
                      include_author=True, audience=STRANGER if work.is_stranger() else "")
-    outcome = Outcome(APPENDED, ("registration: neutral answer sent",))
+    outcome = Outcome(Disposition.APPENDED, ("registration: neutral answer sent",))
     if by_client >= settings.registrations_per_client_per_day:
-        return Outcome(REFUSED, outcome.reasons + ("too many requests for this client today",))
+        return Outcome(Disposition.REFUSED, outcome.reasons + ("too many requests for this client today",))
     if work.sender.contacts or work.sender.agent is not None:
-        return Outcome(REFUSED, outcome.reasons + ("already a contact or an agent",))
+        return Outcome(Disposition.REFUSED, outcome.reasons + ("already a contact or an agent",))
     client = session.scalar(select(Client).where(Client.code_key == reference_key(code))) if code else None
     licence = session.scalar(select(Licence).where(
         Licence.serial_key == reference_key(serial), Licence.client_id == client.id)) if client and serial else None
     if client is None or licence is None or not licence.active:
-        return Outcome(REFUSED, outcome.reasons + ("client code and serial do not match an active licence",))
+        return Outcome(Disposition.REFUSED, outcome.reasons + ("client code and serial do not match an active licence",))
     contact = session.scalar(select(Contact).where(Contact.client_id == client.id, Contact.email == address))
     if contact is None:
         contact = Contact(client_id=client.id, email=address, name=work.sender.name[:255],
@@ -73,7 +73,7 @@ def register(work: Work) -> Outcome:
     work.outbox.post("registration_code", [me], context={
         "code": secret_code, "client": client, "hours": settings.registration_code_hours},
         include_author=True)
-    return Outcome(APPENDED, outcome.reasons + (f"registration code sent for client {client.code}",))
+    return Outcome(Disposition.APPENDED, outcome.reasons + (f"registration code sent for client {client.code}",))
 
 
 def pending_registration(work: Work) -> Registration | None:
@@ -111,4 +111,4 @@ def confirm(work: Work, registration: Registration) -> Outcome:
     if others:
         work.outbox.post("contact_joined", [contact_recipient(c) for c in others],
                          context={"contact": contact, "client": client, "how": "registration"})
-    return Outcome(APPENDED, (f"contact {contact.email} activated for client {client.code}",))  # type: ignore[union-attr]
+    return Outcome(Disposition.APPENDED, (f"contact {contact.email} activated for client {client.code}",))  # type: ignore[union-attr]

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from gateway import bounds, intake
 from gateway.config import Settings
 from gateway.db import read_scope, session_scope, utcnow
-from gateway.models import HELD, IGNORED, PENDING, REFUSED, InboundMessage
+from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import confirm, loops, registration, route, safety
 from gateway.pipeline.contacts import manage_contact
@@ -54,17 +54,17 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     """What to do with one message, as a value. Writes the case changes and the outbox in
     the caller's transaction; never commits."""
     if inbound.duplicate_of is not None:
-        return Outcome(IGNORED, (f"duplicate of message {inbound.duplicate_of}",))
+        return Outcome(Disposition.IGNORED, (f"duplicate of message {inbound.duplicate_of}",))
     reason = safety.automatic_reason(parsed, inbound.envelope_from)
     if reason is not None:
         marked = safety.record_bounce(session, parsed, now) if parsed.is_report else []
-        return Outcome(IGNORED, (f"automatic message: {reason}",)
+        return Outcome(Disposition.IGNORED, (f"automatic message: {reason}",)
                        + tuple(f"address marked failing: {a}" for a in marked))
     if safety.is_loop(parsed, settings):
-        return Outcome(IGNORED, ("message from the support address itself (loop)",))
+        return Outcome(Disposition.IGNORED, ("message from the support address itself (loop)",))
     sender = route.identify(session, settings, parsed)
     if sender.address is None:
-        return Outcome(REFUSED, ("no valid sender address: nobody to answer",))
+        return Outcome(Disposition.REFUSED, ("no valid sender address: nobody to answer",))
     request = parse_request(parsed.subject, parsed.new_text, settings.support.case_tag)
     quiet = safety.no_answer_wanted(parsed)
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
@@ -75,7 +75,7 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
         return confirm.release(work, confirmation)
     loop = loops.own_mail(session, settings, parsed, sender.address, now)
     if loop is not None:
-        return Outcome(IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
+        return Outcome(Disposition.IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
     outcome = _apply(work)
     if outbox.suppressed:
         outcome = replace(outcome, reasons=outcome.reasons + (f"no automatic answer to the sender: {quiet}",))
@@ -155,7 +155,7 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     The first statement is a write so that two gateways (or `ingest` beside `serve`) never
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
-    states = (PENDING, HELD) if retry else (PENDING,)
+    states = (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)
     row = session.execute(
         update(InboundMessage)
         .where(InboundMessage.id == read.id, InboundMessage.outcome.in_(states))
@@ -246,7 +246,7 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
         if not isolate:
             raise _Unisolated(f"message {read.id}: {type(exc).__name__}") from exc
         log.exception("message %s held", read.id)
-        outcome = Outcome(HELD, (f"unexpected error: {type(exc).__name__}: {exc}",))
+        outcome = Outcome(Disposition.HELD, (f"unexpected error: {type(exc).__name__}: {exc}",))
         error = bounds.text(traceback.format_exc()[-8000:])
     reasons = [bounds.line(r, bounds.REASON) for r in outcome.reasons + read.notes]
     values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error)
@@ -265,4 +265,4 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
 def pending_ids(engine: Engine, limit: int = 500) -> list[int]:
     with session_scope(engine) as session:
         return list(session.scalars(select(InboundMessage.id).where(
-            InboundMessage.outcome == PENDING).order_by(InboundMessage.id).limit(limit)))
+            InboundMessage.outcome == Disposition.PENDING).order_by(InboundMessage.id).limit(limit)))

@@ -9,7 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import REFUSED, Agent, Case, CaseEvent, Contact
+from gateway.models import Agent, Case, CaseEvent, Contact, Disposition
 from gateway.outbound.outbox import STRANGER, Outbox, Recipient
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
@@ -88,17 +88,17 @@ class Work:
         reasons = tuple(p.reason() for p in problems)
         me = self.sender_recipient()
         if me is None:
-            return Outcome(REFUSED, reasons + ("no valid sender address to answer",))
+            return Outcome(Disposition.REFUSED, reasons + ("no valid sender address to answer",))
         if not self.outbox.answers_left(me.address):
-            return Outcome(REFUSED, reasons + ("answer suppressed: too many answers this hour",))
+            return Outcome(Disposition.REFUSED, reasons + ("answer suppressed: too many answers this hour",))
         silence = self.stranger_silence()
         if silence:
-            return Outcome(REFUSED, reasons + (f"answer suppressed: {silence}",))
+            return Outcome(Disposition.REFUSED, reasons + (f"answer suppressed: {silence}",))
         context = dict(extra or {}, problems=problems, request=self.request,
                        original_subject=self.parsed.subject, sender=self.sender)
         self.outbox.post(kind, [me], case=case, context=context, include_author=True,
                          audience=STRANGER if self.is_stranger() else "")
-        return Outcome(REFUSED, reasons, case.id if case else None)
+        return Outcome(Disposition.REFUSED, reasons, case.id if case else None)
 
     def is_stranger(self) -> bool:
         """Neither a contact nor an agent: perhaps a forged From, so answers are bounded."""
