@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.address import SupportAddress
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "gateway.toml"
 
@@ -103,6 +105,11 @@ class SupportSettings:
     # Answers (refusals, registration) to senders who are neither contacts nor agents, all
     # addresses together: backscatter to forged senders stays bounded.
     stranger_answers_per_hour: int = 30
+    # `address` parsed once: it recognises itself and its +token forms (not a setting).
+    mailbox: SupportAddress = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mailbox", SupportAddress.parse(self.address))
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,7 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
 
 def _build(section: str, cls: type, values: dict[str, Any]) -> Any:
     defaults = cls()
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
     changes = {}
     for key, value in values.items():
         if key not in known:

@@ -17,6 +17,7 @@ import strict
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, select, text
 
+from gateway.address import SupportAddress
 from gateway.config import Settings
 from gateway.db import session_scope
 from gateway.models import OutboundMessage
@@ -159,7 +160,7 @@ def agent_mail(engine: Engine, settings: Settings, agent: str, number: int, subj
     from gateway.outbound import token
     with session_scope(engine) as session:
         key = token.secret(session, settings)
-    to = token.reply_address(settings.support.address, token.make(key, number, agent))
+    to = settings.support.mailbox.with_token(token.make(key, number, agent))
     return mail(agent, subject, body, to=to, **kwargs)
 
 
@@ -175,7 +176,7 @@ def confirmation_reply(engine: Engine, address: str, body: str = "Oui, c'est bie
             select(Delivery.token, OutboundMessage.subject).join(OutboundMessage)
             .where(Delivery.recipient == address, OutboundMessage.kind == "confirm_request")
             .order_by(Delivery.id.desc()).limit(1)).one()
-    return mail(address, f"RE: {subject}", body, to=token.reply_address(SUPPORT, tok))
+    return mail(address, f"RE: {subject}", body, to=SupportAddress.parse(SUPPORT).with_token(tok))
 
 
 def reply_to(received: Received, sender: str, body: str, subject: str | None = None,

@@ -22,6 +22,7 @@ from harness import (CLAIRE, GREGOIRE, HELENE, MATHILDE, PAUL, SAMPLE_DATA, SUPP
                      reply_to)
 from sqlalchemy import Engine, select
 
+from gateway.address import SupportAddress
 from gateway import intake, refdata
 from gateway.cli import main
 from gateway.config import Settings
@@ -134,8 +135,8 @@ def test_one_copy_per_recipient_each_with_its_own_reply_token(loaded, smtp, rela
     reply_tos = set()
     for r in got:
         [reply] = addresses(r, "Reply-To")
-        assert reply == token.reply_address(SUPPORT, token.make(key, number, r.rcpt))
-        assert token.verify(key, token.token_of(reply, SUPPORT), r.rcpt) == number
+        assert reply == SupportAddress.parse(SUPPORT).with_token(token.make(key, number, r.rcpt))
+        assert token.verify(key, SupportAddress.parse(SUPPORT).token_of(reply), r.rcpt) == number
         reply_tos.add(reply)
         assert addresses(r, "From") == [SUPPORT] and r.message["Bcc"] is None
         assert r.message["Message-ID"] and r.message["Date"]
@@ -333,14 +334,14 @@ def test_maildir_transport_writes_one_file_per_delivery(loaded, settings, tmp_pa
     assert len(files) == 4
     key = secret(loaded, to_maildir)
     with session_scope(loaded) as session:
-        by_reply_to = {token.reply_address(SUPPORT, d.token): d for d in session.scalars(select(Delivery))}
+        by_reply_to = {SupportAddress.parse(SUPPORT).with_token(d.token): d for d in session.scalars(select(Delivery))}
         seen = set()
         for file in files:
             msg = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
             [reply] = [a.addr_spec for a in msg["Reply-To"].addresses]
             delivery = by_reply_to[reply]
             seen.add(delivery.id)
-            assert token.verify(key, token.token_of(reply, SUPPORT), delivery.recipient) == number
+            assert token.verify(key, SupportAddress.parse(SUPPORT).token_of(reply), delivery.recipient) == number
             composed = delivery.message
             assert msg["Subject"] == composed.subject
             assert composed.subject.startswith(f"[Dossier #{number}] ")

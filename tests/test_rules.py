@@ -10,6 +10,7 @@ import pytest
 from harness import ADV, CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, agent_mail, mail
 from sqlalchemy import func, select
 
+from gateway.address import SupportAddress
 from gateway import intake, views
 from gateway.db import session_scope, utcnow
 from gateway.models import (Case, Contract, Delivery, InboundMessage, LicenceRefusal, OutboundMessage,
@@ -262,12 +263,12 @@ def test_reply_token_finds_the_case_when_the_subject_is_mangled(loaded, settings
     with session_scope(loaded) as session:
         tok = session.scalar(select(Delivery.token).where(Delivery.recipient == CLAIRE))
         paul_token = token.make(token.secret(session, settings), number, PAUL)
-    reply_address = token.reply_address(SUPPORT, tok)
+    reply_address = SupportAddress.parse(SUPPORT).with_token(tok)
     outcome, _, case = deliver(loaded, settings, mail(CLAIRE, "re: ???", body="Voici.", to=reply_address),
                                envelope_to=[reply_address])
     assert (outcome, case) == ("appended", number)
     # A token issued to someone else authorises nothing: the message opens no case either.
-    foreign = token.reply_address(SUPPORT, paul_token)
+    foreign = SupportAddress.parse(SUPPORT).with_token(paul_token)
     outcome, _, case = deliver(loaded, settings, mail(CLAIRE, "re: ???", body="Voici.", to=foreign),
                                envelope_to=[foreign])
     assert outcome == "refused" and case is None

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import timeline
+from gateway import cases, timeline
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, local, lock_case, post
@@ -51,7 +51,7 @@ def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str
     if case is None or due is None or due > clock.at:
         return None
     now = clock.now
-    case.status, case.closed_at, case.updated_at, case.waiting_since = Status.CLOSED, now, now, None
+    cases.move(case, cases.Move.CLOSE, now)
     days = settings.cases.resolved_autoclose_days
     add_event(session, settings, now, case, "closed", timeline.closed_resolved(days))
     to, cc = case_recipients(case)

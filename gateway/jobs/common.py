@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from gateway import workdays
+from gateway import cases, workdays
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
-from gateway.models import Case, CaseEvent
+from gateway.models import Case
 from gateway.outbound.outbox import AUTO_GENERATED, Outbox, Recipient
 
 
@@ -67,8 +67,7 @@ def lock_case(session: Session, case_id: int) -> Case | None:
 def add_event(session: Session, settings: Settings, now: dt.datetime, case: Case, kind: str,
               text: str, internal: bool = False) -> None:
     """An event on the case's timeline, by the gateway itself (the support address)."""
-    session.add(CaseEvent(case_id=case.id, kind=kind, author=settings.support.address, at=now,
-                          text=text, internal=internal))
+    cases.event(session, case, kind, author=settings.support.address, text=text, now=now, internal=internal)
 
 
 def post(session: Session, settings: Settings, now: dt.datetime, kind: str, to: list[Recipient],

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import timeline
+from gateway import cases, timeline
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
 from gateway.jobs.common import Item, Job, add_event, later, local, lock_case, post
@@ -119,7 +119,7 @@ def _closes_on(settings: Settings, since: dt.datetime, number: int) -> dt.date |
 
 
 def _close(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait) -> str:
-    case.status, case.closed_at, case.updated_at, case.waiting_since = Status.CLOSED, now, now, None
+    cases.move(case, cases.Move.CLOSE, now)
     add_event(session, settings, now, case, "closed", timeline.closed_no_answer(len(wait.sent)))
     to, cc = case_recipients(case)
     post(session, settings, now, "autoclose_notice", to, cc, case=case, context={

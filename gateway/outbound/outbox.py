@@ -81,7 +81,7 @@ def mail_files(files: Sequence[StoredFile], limit: int, domain: str,
 
 
 def new_message_id(settings: Settings) -> str:
-    domain = settings.support.address.partition("@")[2] or "localhost"
+    domain = settings.support.mailbox.domain or "localhost"
     return f"<{secrets.token_hex(12)}@{domain}>"
 
 
@@ -132,7 +132,7 @@ class Outbox:
             return []
         if not to:  # the main contact wrote: the distribution list is addressed directly
             to, cc = cc, []
-        domain = self.settings.support.address.rpartition("@")[2] or "localhost"
+        domain = self.settings.support.mailbox.domain or "localhost"
         carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain)
         ctx = dict(context or {}, case=case, settings=self.settings,
                    case_subject=self._case_subject(case) if case else "")

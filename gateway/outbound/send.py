@@ -31,7 +31,6 @@ from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, At
 from gateway.outbound import digest, headers
 from gateway.outbound.compose import clean_header
 from gateway.outbound.relay import PermanentFailure, Transport
-from gateway.outbound.token import reply_address
 
 log = logging.getLogger(__name__)
 RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
@@ -49,7 +48,7 @@ def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = 
         msg["To"] = _addresses("To", out.to_header)
     if out.cc_header:
         msg["Cc"] = _addresses("Cc", out.cc_header)
-    reply_to = reply_address(support.address, delivery.token) if delivery.token else support.address
+    reply_to = support.mailbox.with_token(delivery.token) if delivery.token else support.address
     msg["Reply-To"] = _addresses("Reply-To", [(support.name, reply_to)])
     msg["Subject"] = headers.unstructured("Subject", out.subject)
     msg["Date"] = format_datetime(out.created_at.replace(tzinfo=dt.UTC))
@@ -66,7 +65,7 @@ def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = 
     msg["X-Loop"] = support.address
     msg.set_content(out.text)
     msg.add_alternative(out.html, subtype="html")
-    _attach(msg, files, support.address.rpartition("@")[2] or "localhost")
+    _attach(msg, files, support.mailbox.domain or "localhost")
     return msg
 
 

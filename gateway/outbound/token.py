@@ -42,20 +42,6 @@ def make(key: bytes, case: int, recipient: str) -> str:
     return f"{case}-{mac}"
 
 
-def reply_address(support_address: str, token: str) -> str:
-    local, _, domain = support_address.partition("@")
-    return f"{local}+{token}@{domain}"
-
-
-def token_of(address: str, support_address: str) -> str | None:
-    """The token part of `local+token@domain` when it is the support address, else None."""
-    local, _, domain = address.lower().partition("@")
-    s_local, _, s_domain = support_address.lower().partition("@")
-    if domain != s_domain or not local.startswith(s_local + "+"):
-        return None
-    return local[len(s_local) + 1:] or None
-
-
 def verify(key: bytes, token: str, sender: str) -> int | None:
     """The case number when `token` was issued to `sender`, else None."""
     m = _TOKEN.match(token.lower())

@@ -15,8 +15,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import Delivery, OutboundMessage
+from gateway.models import Delivery, Disposition, OutboundMessage
 from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.work import Outcome, Work
 
 CANDIDATES = 10         # recent mails to the sender compared with the text
 RECENT = dt.timedelta(days=7)
@@ -79,3 +80,13 @@ def _candidates(session: Session, parsed: ParsedMail, sender: str | None,
     condition = or_(*(OutboundMessage.id.in_(q.scalar_subquery()) for q in wanted))
     return [(row.id, row.text) for row in session.execute(
         select(OutboundMessage.id, OutboundMessage.text).where(condition).order_by(OutboundMessage.id.desc()))]
+
+
+def came_back(work: Work) -> bool:
+    """The message is one of the gateway's own mails coming back."""
+    return own_mail(work.session, work.settings, work.parsed, work.sender.address, work.now) is not None
+
+
+def ignore(work: Work) -> Outcome:
+    reason = own_mail(work.session, work.settings, work.parsed, work.sender.address, work.now)
+    return Outcome(Disposition.IGNORED, (f"the gateway's own mail coming back (loop): {reason}",))

@@ -1,4 +1,4 @@
-"""Run the pipeline on a stored message: parse -> safety -> route -> the rule that applies.
+"""Run the pipeline on a stored message: parse -> safety -> the rules table (gateway/rules/).
 
 `process` is the one place where an unexpected exception is caught: the message is then
 *held* with its reason, and `gateway inbound retry ID` runs it again. Every message ends
@@ -35,15 +35,12 @@ from gateway.config import Settings
 from gateway.db import read_scope, session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
-from gateway.pipeline import confirm, loops, registration, route, safety
-from gateway.pipeline.contacts import manage_contact
-from gateway.pipeline.follow import follow
-from gateway.pipeline.agent import agent_message
-from gateway.pipeline.follow_up import follow_up
+from gateway import rules
+from gateway.pipeline import safety
 from gateway.pipeline.grammar import parse_request
-from gateway.pipeline.open_case import open_case
 from gateway.pipeline.parse import ParsedMail, parse
-from gateway.pipeline.work import Claimed, Outcome, Problem, Work
+from gateway.pipeline.sender import identify
+from gateway.pipeline.work import Claimed, Outcome, Work
 
 log = logging.getLogger(__name__)
 _BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed ahead of one transaction
@@ -62,57 +59,17 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
                        + tuple(f"address marked failing: {a}" for a in marked))
     if safety.is_loop(parsed, settings):
         return Outcome(Disposition.IGNORED, ("message from the support address itself (loop)",))
-    sender = route.identify(session, settings, parsed)
+    sender = identify(session, settings, parsed)
     if sender.address is None:
         return Outcome(Disposition.REFUSED, ("no valid sender address: nobody to answer",))
     request = parse_request(parsed.subject, parsed.new_text, settings.support.case_tag)
     quiet = safety.no_answer_wanted(parsed)
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
                     author=sender.address, quiet_author=quiet is not None)
-    work = Work(session, settings, now, inbound, parsed, request, sender, outbox)
-    confirmation = confirm.answered(work)
-    if confirmation is not None:  # through a token only its address received: may say nothing
-        return confirm.release(work, confirmation)
-    loop = loops.own_mail(session, settings, parsed, sender.address, now)
-    if loop is not None:
-        return Outcome(Disposition.IGNORED, (f"the gateway's own mail coming back (loop): {loop}",))
-    outcome = _apply(work)
+    outcome = rules.decide(Work(session, settings, now, inbound, parsed, request, sender, outbox))
     if outbox.suppressed:
         outcome = replace(outcome, reasons=outcome.reasons + (f"no automatic answer to the sender: {quiet}",))
     return outcome
-
-
-def _apply(work: Work) -> Outcome:
-    """The rule that applies to a person's message, and what it did."""
-    request, session, settings, parsed, inbound, sender = (
-        work.request, work.session, work.settings, work.parsed, work.inbound, work.sender)
-    pending = registration.pending_registration(work)
-    # "[INSCRIPTION 123456]" or a reply to the code mail confirms; a bare "[INSCRIPTION]"
-    # asks again (a new code).
-    if pending is not None and ("register" not in request.flags or request.command_values.get("register")):
-        return registration.confirm(work, pending)
-    if "register" in request.flags:
-        return registration.register(work)
-    found = route.find_case(session, settings, parsed, request, inbound, sender)
-    case = found.case
-    if sender.agent is not None:
-        # A From naming an agent proves nothing: without proof the message waits for the
-        # agent's real address to confirm it, and no customer sees anything meanwhile.
-        if case is not None and not confirm.proven(work, found.by_token):
-            return confirm.ask(work, "agent", case)
-        return agent_message(work, case)
-    if "follow" in request.flags:
-        return follow(work, case)
-    if "contact" in request.flags:
-        return manage_contact(work)
-    if case is not None:
-        return follow_up(work, case)
-    if request.case_number is not None:
-        return work.no_access()
-    command = next((c for c in ("close", "closed", "info") if c in request.flags), None)
-    if command is not None:
-        return work.refuse([Problem("needs_case", {"command": command})])
-    return open_case(work)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.models import Contact, OutboundMessage
-from gateway.outbound.token import token_of
 from gateway.pipeline.parse import ParsedMail
 
 _DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
@@ -64,9 +63,8 @@ def _values(field: str) -> list[str]:
 def is_loop(parsed: ParsedMail, settings: Settings) -> bool:
     """Mail that claims to come from the support address itself, or that carries the
     gateway's own X-Loop: one of its mails coming back through a forwarder."""
-    sender = parsed.from_addr or ""
-    support = settings.support.address.lower()
-    return sender == support or token_of(sender, support) is not None or support in parsed.loops
+    mailbox = settings.support.mailbox
+    return mailbox.matches(parsed.from_addr or "") or str(mailbox) in parsed.loops
 
 
 def record_bounce(session: Session, parsed: ParsedMail, now: dt.datetime) -> list[str]:

@@ -1,19 +1,21 @@
-"""The values passed between pipeline stages: the unit of work, the sender, the outcome."""
+"""The values passed between pipeline stages and to the rules: the unit of work, the
+sender, a problem, the outcome."""
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from gateway import cases
 from gateway.config import Settings
-from gateway.models import Agent, Case, CaseEvent, Contact, Disposition
-from gateway.outbound.outbox import STRANGER, Outbox, Recipient
+from gateway.models import Agent, Case, Contact, Disposition
+from gateway.outbound.outbox import STRANGER, Outbox, Recipient, StoredFile
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
+from gateway.pipeline.reference import Reference, find_case
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,34 @@ class Work:
     sender: Sender
     outbox: Outbox
 
+    found: Reference | None = None  # the case the message refers to, once looked for
+
+    def reference(self) -> Reference:
+        """The case the message refers to (found once; the case row is then locked)."""
+        if self.found is None:
+            self.found = find_case(self.session, self.settings, self.parsed, self.request,
+                                   self.inbound, self.sender)
+        return self.found
+
+    @property
+    def case(self) -> Case | None:
+        return self.reference().case
+
     def event(self, case: Case, kind: str, text: str, internal: bool = False) -> int:
-        """Add an event by the sender to the case's timeline; its id. (A Core insert: the
-        timeline is append-only and this is the hot path of every message.)"""
-        return self.session.execute(insert(CaseEvent).values(
-            case_id=case.id, kind=kind, author=self.sender.address or "", at=self.now, text=text,
-            internal=internal, inbound_id=self.inbound.id).returning(CaseEvent.id)).scalar_one()
+        """Add an event by the sender to the case's timeline; its id."""
+        return cases.event(self.session, case, kind, author=self.sender.address or "", text=text,
+                           now=self.now, inbound_id=self.inbound.id, internal=internal)
+
+    def files(self, case: Case, event_id: int) -> list[StoredFile]:
+        """Keep the message's files on `event_id`; what the outbox needs to carry them."""
+        return cases.store_files(self.session, case, event_id, self.parsed.attachments)
+
+    @property
+    def has_content(self) -> bool:
+        """Whether the message says anything on a case: text or a file. A customer's priority
+        line is a request, not text; an agent's message never loses a line."""
+        used = () if self.sender.agent is not None else ("priority",)
+        return bool(self.request.body(used) or self.parsed.attachments)
 
     def sender_recipient(self) -> Recipient | None:
         if not self.sender.address:

@@ -31,13 +31,6 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 TOO_BIG = "552 5.3.4 Message too big for system"
 
 
-def is_support_address(address: str, support: str) -> bool:
-    """True for the support address and its `+token` forms, compared case-insensitively."""
-    local, _, domain = address.lower().rpartition("@")
-    own_local, _, own_domain = support.lower().rpartition("@")
-    return domain == own_domain and (local == own_local or local.startswith(own_local + "+"))
-
-
 class Door:
     """The aiosmtpd handler: refuses other recipients, stores each message once."""
 
@@ -50,7 +43,7 @@ class Door:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        if not is_support_address(address, self.settings.support.address):
+        if not self.settings.support.mailbox.matches(address):
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -162,7 +155,7 @@ def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None]) 
     controller = DoorController(
         Door(settings, engine, on_stored), lmtp=lmtp,
         hostname=settings.smtp.host, port=settings.smtp.port,
-        server_hostname=settings.support.address.rpartition("@")[2] or None,
+        server_hostname=settings.support.mailbox.domain or None,
         ident="LMTP support gateway" if lmtp else "ESMTP support gateway",
         data_size_limit=settings.smtp.max_message_bytes, decode_data=False)
     controller.start()

@@ -29,7 +29,7 @@ def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def register(work: Work) -> Outcome:
+def apply(work: Work) -> Outcome:
     """Record the request, answer neutrally, and send a code when everything matches."""
     settings, session, now = work.settings.contacts, work.session, work.now
     address = work.sender.address or ""
@@ -87,10 +87,20 @@ def pending_registration(work: Work) -> Registration | None:
         .order_by(Registration.id.desc()).limit(1))
 
 
-def confirm(work: Work, registration: Registration) -> Outcome:
+def code_given(work: Work) -> bool:
+    """A pending registration's sender writing again: "[INSCRIPTION 123456]" or a reply to
+    the code mail confirms; a bare "[INSCRIPTION]" asks again (a new code)."""
+    request = work.request
+    return (pending_registration(work) is not None
+            and ("register" not in request.flags or bool(request.command_values.get("register"))))
+
+
+def confirm(work: Work) -> Outcome:
     """Activate the pending contact when the message carries its code. Only the first
     6-digit number of the message is read (a list of every code proves nothing), and a few
     wrong codes end the registration."""
+    registration = pending_registration(work)
+    assert registration is not None
     found = _CODE.search(f"{work.parsed.subject}\n{work.parsed.new_text}")
     if found is None or not hmac.compare_digest(_hash(found.group(1)), registration.code_hash):
         registration.failures += 1

@@ -13,15 +13,15 @@ import unicodedata
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway import cases
 from gateway.models import (CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry,
-                            Licence, Status, reference_key)
+                            Licence, reference_key)
 from gateway.outbound.outbox import NOTICE, new_message_id
-from gateway.pipeline import priority
-from gateway.pipeline.attachments import store_attachments
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
-from gateway.pipeline.licence import refuse_inactive
-from gateway.pipeline.route import active_agents
+from gateway.pipeline.sender import active_agents
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
+from gateway.rules import priority
+from gateway.rules.licence import refuse_inactive
 
 
 def missing_fields(work: Work) -> list[Problem]:
@@ -44,7 +44,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in folded if not unicodedata.combining(c)).casefold().strip()
 
 
-def open_case(work: Work) -> Outcome:
+def apply(work: Work) -> Outcome:
     problems = missing_fields(work)
     if problems:
         return work.refuse(problems)
@@ -75,21 +75,18 @@ def open_case(work: Work) -> Outcome:
 
 def _create(work: Work, client: Client, contact: Contact, licence: Licence, module: str | None) -> Outcome:
     session, request, now = work.session, work.request, work.now
-    case = Case(client=client, licence=licence, module=module,
-                criticality=request.criticality(), priority=False, title=request.title[:500],
-                status=Status.NEW, main_contact=contact,
-                thread_id=work.parsed.message_id or new_message_id(work.settings),
-                opened_at=now, updated_at=now, last_customer_at=now)
-    session.add(case)
-    session.flush()
+    criticality = request.criticality()
+    assert criticality is not None  # missing_fields refused the message otherwise
+    case = cases.open_case(session, client=client, contact=contact, licence=licence, module=module,
+                           criticality=criticality, title=request.title, now=now,
+                           thread_id=work.parsed.message_id or new_message_id(work.settings))
     details = request.body(BODY_FIELDS)
-    event_id = work.event(case, "opened", details)
-    files = store_attachments(session, case, event_id, work.parsed.attachments)
+    files = work.files(case, work.event(case, "opened", details))
     distribution, not_added = _distribution_from_cc(work, case, client, contact)
     # The new case's list is known: the templates read it without asking the database.
     set_committed_value(case, "distribution", distribution)
     wanted = "priority" in request.flags
-    granted = priority.request(work, case, client) if wanted else None
+    granted = priority.grant(work, case, client) if wanted else None
     to, cc = [contact_recipient(contact)], [contact_recipient(e.contact) for e in distribution]
     context = {"not_added": not_added, "priority_wanted": wanted, "priority": granted,
                "details": details, "licence": licence, "author": work.sender}
@@ -106,15 +103,12 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
 def _distribution_from_cc(work: Work, case: Case, client: Client,
                           main: Contact) -> tuple[list[DistributionEntry], list[str]]:
     """Add the Cc addresses that are active contacts of the client; list the others."""
-    support = work.settings.support.address.lower()
-    support_local, _, support_domain = support.partition("@")
     not_added: list[str] = []
     added: dict[int, DistributionEntry] = {}
     # Cc addresses, and those a [DIFFUSION +a@x.fr] tag adds, join the distribution list.
     extra = [a for sign, a in split_addresses(work.request.fields.get("distribution", "")) if sign == "+"]
     for address in dict.fromkeys(list(work.parsed.cc) + extra):
-        local, _, domain = address.partition("@")
-        if address == main.email or (domain == support_domain and local.split("+")[0] == support_local):
+        if address == main.email or work.settings.support.mailbox.matches(address):
             continue
         contact = work.session.scalar(select(Contact).where(
             Contact.client_id == client.id, Contact.email == address, Contact.status == CONTACT_ACTIVE))

@@ -1,58 +1,33 @@
-"""Route a parsed message: who sent it and which case it speaks of.
+"""Which case a message speaks of: its signed reply token, its `[Dossier #N]` tag, or the
+threading headers that name a message of a case.
 
-Never sends mail; never commits. A case found here is only a candidate: the rules in
-`follow_up.py` and `agent.py` decide whether the sender may touch it.
+Never sends mail; never commits. A case found here is only a candidate: the rules
+(gateway/rules/) decide whether the sender may touch it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from gateway import bounds
 from gateway.config import Settings
-from gateway.models import CONTACT_ACTIVE, Agent, Case, Contact, InboundMessage, OutboundMessage
+from gateway.models import Case, InboundMessage, OutboundMessage
 from gateway.outbound import token
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
-from gateway.pipeline.proof import verdict
-from gateway.pipeline.work import Claimed, Sender
 
-
-def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender:
-    """The agent or the active contacts behind the From address; nobody when our trusted
-    MTA says DMARC failed for it. An agent found here is only named: see `proven`."""
-    address = parsed.from_addr
-    default = "en" if parsed.content_language.startswith("en") else settings.support.language
-    auth = verdict(parsed, settings)
-    if address is None or auth.dmarc == "fail":
-        return Sender(address, parsed.from_name, None, (), default, auth)
-    agent = next((a for a in active_agents(session) if a.email == address), None)
-    contacts = tuple(session.scalars(select(Contact).options(joinedload(Contact.client)).where(
-        Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
-    language = default
-    if agent is None and contacts:
-        first = contacts[0]
-        language = first.language or first.client.language or default
-    name = parsed.from_name or (agent.name if agent else contacts[0].name if contacts else "")
-    return Sender(address, name, agent, contacts, language, auth)
-
-
-def active_agents(session: Session) -> list[Agent]:
-    """The active agents, read once per transaction (a backlog batch shares them)."""
-    agents = session.info.get("active_agents")
-    if agents is None:
-        agents = session.info["active_agents"] = list(
-            session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
-    return agents
+if TYPE_CHECKING:  # the unit of work refers to this module: its types only, no import cycle
+    from gateway.pipeline.work import Claimed, Sender
 
 
 def recipient_tokens(parsed: ParsedMail, inbound: Claimed, settings: Settings) -> list[str]:
     """Tokens in the addresses the message was delivered to (envelope first, then headers)."""
     seen = []
     for address in list(inbound.envelope_to or []) + list(parsed.to) + list(parsed.cc):
-        tok = token.token_of(address, settings.support.address)
+        tok = settings.support.mailbox.token_of(address)
         if tok and tok not in seen:
             seen.append(tok)
     return seen

@@ -26,7 +26,9 @@ class Change:
     reason: str    # added, removed, already, not_listed, not_a_contact, main_contact, invalid
 
 
-def change_distribution(work: Work, case: Case) -> Outcome:
+def apply(work: Work) -> Outcome:
+    case = work.case
+    assert case is not None
     value = work.request.fields.get("distribution", "")
     items = split_addresses(value)
     if not items:

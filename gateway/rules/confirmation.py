@@ -30,6 +30,20 @@ def proven(work: Work, by_token: bool = False) -> bool:
     return by_token or work.sender.auth.passes_for(domain) or _confirmed(work)
 
 
+def unproven(work: Work) -> bool:
+    """An agent's message that did not come through that agent's own token for the case,
+    nor with another proof."""
+    return not proven(work, work.reference().by_token)
+
+
+def ask_agent(work: Work) -> Outcome:
+    return ask(work, "agent", work.case)
+
+
+def ask_contact(work: Work) -> Outcome:
+    return ask(work, "contact", None)
+
+
 def _confirmed(work: Work) -> bool:
     return work.session.scalar(select(Confirmation.id).where(
         Confirmation.inbound_id == work.inbound.id, Confirmation.confirmed_at.is_not(None))) is not None
@@ -61,6 +75,11 @@ def ask(work: Work, kind: str, case: Case | None) -> Outcome:
     return Outcome(Disposition.HELD, waiting, case_id)
 
 
+def given(work: Work) -> bool:
+    """A reply through the token of a confirmation mail issued to its sender."""
+    return answered(work) is not None
+
+
 def answered(work: Work) -> Confirmation | None:
     """The confirmation this message gives: a reply through a confirmation token issued to
     its sender."""
@@ -68,15 +87,17 @@ def answered(work: Work) -> Confirmation | None:
         return None
     key = token.secret(work.session, work.settings)
     for address in list(work.inbound.envelope_to) + list(work.parsed.to) + list(work.parsed.cc):
-        tok = token.token_of(address, work.settings.support.address)
+        tok = work.settings.support.mailbox.token_of(address)
         number = token.verify_confirmation(key, tok, work.sender.address) if tok else None
         if number is not None:
             return work.session.get(Confirmation, number, with_for_update=True)
     return None
 
 
-def release(work: Work, row: Confirmation) -> Outcome:
+def release(work: Work) -> Outcome:
     """Record the confirmation; the held message is then processed again, as proven."""
+    row = answered(work)
+    assert row is not None
     if row.confirmed_at is not None:
         return Outcome(Disposition.IGNORED, (f"message {row.inbound_id} was already confirmed",), row.case_id)
     if row.expires_at < work.now:

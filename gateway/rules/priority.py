@@ -1,5 +1,6 @@
-"""Priority points: one point of a privilege or excellence contract buys a case priority.
+"""`[PRIORITE]`: one point of a privilege or excellence contract buys a case priority.
 
+`grant` is used when a case opens with the tag and by `apply`, the tag on an open case.
 The debit is one conditional UPDATE (points > 0), so two requests at the same moment can
 never take the balance below zero, and the ledger's unique case column refuses a second
 debit for the same case. Never commits.
@@ -12,8 +13,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import timeline
-from gateway.models import Case, CaseEvent, Client, Contract, PointsEntry
-from gateway.pipeline.work import Work
+from gateway.models import Case, Client, Contract, Disposition, PointsEntry
+from gateway.pipeline.work import Outcome, Work
+from gateway.rules import info, message
 
 ELIGIBLE_LEVELS = ("privilege", "excellence")
 
@@ -24,7 +26,21 @@ class PriorityResult:
     points_left: int
 
 
-def request(work: Work, case: Case, client: Client) -> PriorityResult:
+def apply(work: Work) -> Outcome:
+    """Priority on an open case, confirmed to the sender; what else the message says (text,
+    files, [INFO]) is then added as any message is."""
+    case = work.case
+    assert case is not None
+    result = grant(work, case, case.client)
+    me = work.sender_recipient()
+    assert me is not None
+    work.outbox.post("priority_result", [me], case=case, context={"priority": result}, include_author=True)
+    if work.has_content:
+        return (info.apply if "info" in work.request.flags else message.apply)(work)
+    return Outcome(Disposition.APPENDED, (f"priority: {result.status}",), case.id)
+
+
+def grant(work: Work, case: Case, client: Client) -> PriorityResult:
     """Grant priority to `case` by debiting one point, or say why not."""
     session = work.session
     contract = session.scalar(select(Contract).where(Contract.client_id == client.id))
@@ -50,9 +66,7 @@ def request(work: Work, case: Case, client: Client) -> PriorityResult:
         return PriorityResult("already", contract.points)
     session.refresh(contract)
     case.priority = True
-    session.add(CaseEvent(case_id=case.id, kind="priority", author=work.sender.address or "",
-                          at=work.now, text=timeline.priority_granted(contract.points),
-                          inbound_id=work.inbound.id))
+    work.event(case, "priority", timeline.priority_granted(contract.points))
     return PriorityResult("granted", contract.points)
 
 

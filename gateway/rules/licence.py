@@ -14,6 +14,19 @@ from gateway.outbound.outbox import AUTO_GENERATED, Recipient
 from gateway.pipeline.work import Outcome, Problem, Work
 
 
+def inactive(work: Work) -> bool:
+    """A request on a case whose licence is inactive (closing still works: close.py comes first)."""
+    return work.case is not None and not work.case.licence.active
+
+
+def apply(work: Work) -> Outcome:
+    case = work.case
+    assert case is not None
+    flags = work.request.flags
+    kind = "priority" if "priority" in flags else "info" if "info" in flags else "message"
+    return refuse_inactive(work, case.licence, kind, case)
+
+
 def refuse_inactive(work: Work, licence: Licence, request: str, case: Case | None = None) -> Outcome:
     """Record the refusal, alert sales administration once a day, and tell the customer."""
     session = work.session

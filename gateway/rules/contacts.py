@@ -12,13 +12,13 @@ import re
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from gateway import timeline
-from gateway.models import CONTACT_ACTIVE, Case, Contact, Disposition, Licence, Status
+from gateway import cases, timeline
+from gateway.models import CONTACT_ACTIVE, Contact, Disposition, Licence
 from gateway.outbound.outbox import new_message_id
-from gateway.pipeline import confirm
 from gateway.pipeline.grammar import normalise
-from gateway.pipeline.route import active_agents
+from gateway.pipeline.sender import active_agents
 from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
+from gateway.rules import confirmation
 
 ADD = ("ajout", "ajouter", "add", "nouveau", "new")
 UPDATE = ("modif", "modification", "modifier", "update", "change")
@@ -53,7 +53,7 @@ def _valid(work: Work, raw: str) -> str | None:
     return result.normalized.lower()
 
 
-def manage_contact(work: Work) -> Outcome:
+def apply(work: Work) -> Outcome:
     action = normalise(work.request.command_values.get("contact", ""))
     requester = work.sender.contacts[0] if work.sender.contacts else None
     if requester is None:
@@ -79,14 +79,14 @@ def manage_contact(work: Work) -> Outcome:
 
 # Adding or changing a contact changes who may read the company's cases: a From address
 # proves nothing, so without our trusted MTA's verdict the requester's real address
-# confirms first (confirm.ask); the checks that need no proof answer at once.
+# confirms first (confirmation.ask_contact); the checks that need no proof answer at once.
 
 def _add(work: Work, requester: Contact, existing: Contact | None, email: str, fields: dict[str, str],
          language: str | None) -> Outcome:
     if existing is not None and existing.status == CONTACT_ACTIVE:
         return work.refuse([Problem("contact_exists", {"email": email})])
-    if not confirm.proven(work):
-        return confirm.ask(work, "contact", None)
+    if not confirmation.proven(work):
+        return confirmation.ask_contact(work)
     contact = existing or Contact(client_id=requester.client_id, email=email)
     contact.name = fields.get("name", contact.name or "")[:255]
     contact.phone = fields.get("phone", contact.phone or "")[:64]
@@ -114,8 +114,8 @@ def _update(work: Work, requester: Contact, existing: Contact | None, email: str
             Contact.client_id == requester.client_id, Contact.email == new_email))
         if taken is not None and taken != existing.id:
             return work.refuse([Problem("contact_exists", {"email": new_email})])
-    if not confirm.proven(work):
-        return confirm.ask(work, "contact", None)
+    if not confirmation.proven(work):
+        return confirmation.ask_contact(work)
     if new_email is not None:
         existing.email = new_email
     existing.name = fields.get("name", existing.name)[:255]
@@ -137,12 +137,9 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
     fields = _fields(work)
     target = fields.get("email") or fields.get("name") or "?"
     title = work.request.title or f"Suppression d'un interlocuteur : {target}"
-    case = Case(client_id=requester.client_id, licence_id=licence.id, criticality=4, priority=False,
-                title=title[:500], status=Status.NEW, main_contact_id=requester.id,
-                thread_id=work.parsed.message_id or new_message_id(work.settings),
-                opened_at=work.now, updated_at=work.now, last_customer_at=work.now)
-    work.session.add(case)
-    work.session.flush()
+    case = cases.open_case(work.session, client=requester.client, contact=requester, licence=licence, module=None,
+                           criticality=4, title=title, now=work.now,
+                           thread_id=work.parsed.message_id or new_message_id(work.settings))
     work.event(case, "opened", work.request.text or timeline.contact_removal(target))
     context = {"not_added": [], "priority_wanted": False, "priority": None,
                "details": work.request.text, "licence": licence, "author": work.sender}

@@ -31,8 +31,9 @@ class CaseLine:
     last_action_at: object
 
 
-def follow(work: Work, case: Case | None) -> Outcome:
+def apply(work: Work) -> Outcome:
     """Answer a `[SUIVI]` request: one case when named, else the list the value asks for."""
+    case = work.case
     value = work.request.command_values.get("follow", "").strip()
     m = _NUMBER.fullmatch(value)
     if m or (case is not None and not value):

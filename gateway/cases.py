@@ -1,0 +1,111 @@
+"""The case lifecycle, in one place: opening a case, its timeline and files, and moving it
+from one status to another through the transition table below.
+
+Statuses, in lifecycle order: nouveau → en_cours → attente_client → resolu → clos. Every
+rule (gateway/rules/) and every job (gateway/jobs/) changes a case through these functions.
+Never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from gateway.models import Attachment, Case, CaseEvent, Client, Contact, Licence, Status
+from gateway.outbound.outbox import StoredFile
+from gateway.pipeline.parse import Attachment as ParsedAttachment
+
+
+class Move(StrEnum):
+    """What happens to a case."""
+    ANSWER = "answer"        # an agent answers, without a status tag
+    WAIT = "wait"            # [ATTENTE]: an agent waits for the customer
+    RESOLVE = "resolve"      # [RESOLU]
+    CLOSE = "close"          # [CLOS], [CLOTURE], or a job closing it
+    CUSTOMER = "customer"    # a customer writes on it
+
+
+# Where each move takes a case from each status. RESUME is the status a case returns to when
+# a customer writes on it: en_cours once an agent has answered, nouveau before.
+RESUME = "resume"
+TRANSITIONS: dict[Move, dict[Status, Status | str]] = {
+    Move.ANSWER: {Status.NEW: Status.IN_PROGRESS, Status.IN_PROGRESS: Status.IN_PROGRESS,
+                  Status.WAITING: Status.IN_PROGRESS, Status.RESOLVED: Status.IN_PROGRESS,
+                  Status.CLOSED: Status.CLOSED},
+    Move.WAIT: dict.fromkeys(Status, Status.WAITING),
+    Move.RESOLVE: dict.fromkeys(Status, Status.RESOLVED),
+    Move.CLOSE: dict.fromkeys(Status, Status.CLOSED),
+    Move.CUSTOMER: {Status.NEW: Status.NEW, Status.IN_PROGRESS: Status.IN_PROGRESS,
+                    Status.WAITING: RESUME, Status.RESOLVED: RESUME, Status.CLOSED: RESUME},
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    before: Status
+    after: Status
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def move(case: Case, by: Move, now: dt.datetime) -> Change:
+    """Move `case` as the table says, and keep its dates: when it started waiting, when it
+    closed, when it last changed."""
+    before = Status(case.status)
+    target = TRANSITIONS[by][before]
+    after = (Status.IN_PROGRESS if case.first_agent_at else Status.NEW) if target == RESUME else Status(target)
+    case.status = after
+    if after is not Status.WAITING:
+        case.waiting_since = None
+    elif before is not Status.WAITING:
+        case.waiting_since = now
+    if after is not Status.CLOSED:
+        case.closed_at = None
+    elif before is not Status.CLOSED:
+        case.closed_at = now
+    if by is Move.CUSTOMER:
+        case.last_customer_at = now
+    case.updated_at = now
+    return Change(before, after)
+
+
+def open_case(session: Session, *, client: Client, contact: Contact, licence: Licence, module: str | None,
+              criticality: int, title: str, thread_id: str, now: dt.datetime) -> Case:
+    """A new case (status nouveau), flushed so it has its number; its first event is the caller's."""
+    case = Case(client=client, licence=licence, module=module, criticality=criticality, priority=False,
+                title=title[:500], status=Status.NEW, main_contact=contact, thread_id=thread_id,
+                opened_at=now, updated_at=now, last_customer_at=now)
+    session.add(case)
+    session.flush()
+    return case
+
+
+def event(session: Session, case: Case, kind: str, *, author: str, text: str, now: dt.datetime,
+          inbound_id: int | None = None, internal: bool = False) -> int:
+    """Append an event to the case's timeline; its id. (A Core insert: the timeline is
+    append-only and this is on the path of every message.)"""
+    return session.execute(insert(CaseEvent).values(
+        case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal,
+        inbound_id=inbound_id).returning(CaseEvent.id)).scalar_one()
+
+
+def store_files(session: Session, case: Case, event_id: int,
+                attachments: Iterable[ParsedAttachment]) -> list[StoredFile]:
+    """Keep a message's files on the case's event, with their size and SHA-256; what the
+    outbox needs to carry them along."""
+    rows = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
+                 content_type=att.content_type[:255], size=len(att.data),
+                 sha256=hashlib.sha256(att.data).hexdigest(), data=att.data, inline=att.inline)
+            for att in attachments]
+    if not rows:
+        return []
+    ids = session.scalars(insert(Attachment).returning(Attachment.id, sort_by_parameter_order=True), rows)
+    return [StoredFile(i, str(r["filename"]), str(r["content_type"]), int(r["size"]),  # type: ignore[call-overload]
+                       bool(r["inline"])) for i, r in zip(ids, rows)]

@@ -1,0 +1,43 @@
+"""Who sent a message: an agent, the active contacts behind its address, or a stranger.
+
+Never sends mail; never commits. An agent found here is only named by the From address:
+the rules ask for a proof before an agent's message acts (gateway/rules/confirmation.py).
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from gateway.config import Settings
+from gateway.models import CONTACT_ACTIVE, Agent, Contact
+from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.proof import verdict
+from gateway.pipeline.work import Sender
+
+
+def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender:
+    """The agent or the active contacts behind the From address; nobody when our trusted
+    MTA says DMARC failed for it. An agent found here is only named: see `proven`."""
+    address = parsed.from_addr
+    default = "en" if parsed.content_language.startswith("en") else settings.support.language
+    auth = verdict(parsed, settings)
+    if address is None or auth.dmarc == "fail":
+        return Sender(address, parsed.from_name, None, (), default, auth)
+    agent = next((a for a in active_agents(session) if a.email == address), None)
+    contacts = tuple(session.scalars(select(Contact).options(joinedload(Contact.client)).where(
+        Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
+    language = default
+    if agent is None and contacts:
+        first = contacts[0]
+        language = first.language or first.client.language or default
+    name = parsed.from_name or (agent.name if agent else contacts[0].name if contacts else "")
+    return Sender(address, name, agent, contacts, language, auth)
+
+
+def active_agents(session: Session) -> list[Agent]:
+    """The active agents, read once per transaction (a backlog batch shares them)."""
+    agents = session.info.get("active_agents")
+    if agents is None:
+        agents = session.info["active_agents"] = list(
+            session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    return agents
