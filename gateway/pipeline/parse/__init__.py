@@ -48,9 +48,11 @@ def parse(raw: bytes) -> ParsedMail:
 
     Input without any header (binary files such as an Outlook .msg, empty
     bytes) is hopeless. When the body cannot be read (absurd nesting, a bug),
-    the header fields are still returned.
+    the header fields are still returned. The Message-ID is the one intake keys the
+    message with (`gateway.raw.message_id`), hopeless input or not.
     """
     try:
+        message_id = raw_bytes.message_id(bytes(raw))
         # A UTF-8 byte order mark would hide the first header line.
         raw, notes = bounded.trim(bytes(raw).removeprefix(b"\xef\xbb\xbf"))
         policy = bounded.BoundedPolicy(cuts=[])
@@ -60,14 +62,14 @@ def parse(raw: bytes) -> ParsedMail:
             policy = bounded.BoundedPolicy(cuts=[])
             message = BytesParser(policy=policy).parsebytes(raw, headersonly=True)
             notes.append("MIME parts nested too deeply to be read; the raw message keeps them")
-            return _parsed(message, Body(defects=1, notes=notes), policy)
+            return _parsed(message, message_id, Body(defects=1, notes=notes), policy)
         if not message.keys():
-            return ParsedMail(defects=len(message.defects))
+            return ParsedMail(message_id=message_id, defects=len(message.defects))
         try:
             body = read_body(message, Body(notes=notes))
         except Exception:  # keep the headers whatever happens in the body
             body = Body(defects=1, notes=notes)
-        return _parsed(message, body, policy)
+        return _parsed(message, message_id, body, policy)
     except Exception:  # the contract: bytes of any kind must give a value
         return ParsedMail()
 
@@ -88,15 +90,15 @@ def _message(raw: bytes, policy: bounded.BoundedPolicy) -> Message:
     return email.message_from_bytes(raw, policy=policy)
 
 
-def _parsed(message: Message, body: Body, policy: bounded.BoundedPolicy) -> ParsedMail:
-    """Build the ParsedMail of a message from its headers and its walked body."""
+def _parsed(message: Message, message_id: str | None, body: Body, policy: bounded.BoundedPolicy) -> ParsedMail:
+    """Build the ParsedMail of a message from its headers, its own id and its walked body."""
     fields = headers.Fields(message)
     cuts = policy.cuts or []
     notes = bounded.cut_notes(cuts, skip=frozenset({"subject"})) + body.notes
     text = "\n\n".join(part for part in body.texts if part)
     from_name, from_addr = headers.sender(fields.all("from"))
     return ParsedMail(
-        message_id=bounds.message_id(fields.first("message-id")),
+        message_id=message_id,
         in_reply_to=headers.threading_ids(fields.all("in-reply-to"), "In-Reply-To", notes),
         references=headers.threading_ids(fields.all("references"), "References", notes),
         subject=headers.subject(fields.first("subject"), cuts, notes),

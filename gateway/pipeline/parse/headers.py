@@ -3,7 +3,8 @@ message ids, date, language).
 
 Each value is bounded the way `gateway.bounds` says: a 1,000-character subject, 100
 addresses per field, 100 message ids per threading field; what is cut is added to the
-`notes` the caller gives.
+`notes` the caller gives. A message's own Message-ID is read from its raw bytes instead,
+by `gateway.raw.message_id`, the reader intake uses too.
 """
 from __future__ import annotations
 
