@@ -43,17 +43,6 @@ class _Keys:
     dedupe: str
 
 
-def header_message_id(raw: bytes) -> str | None:
-    """The Message-ID of the header block, read without parsing the whole message."""
-    header = raw[: raw_bytes.header_end(raw)[0]]
-    return _message_id(header, header.lower())
-
-
-def _message_id(header: bytes, lowered: bytes) -> str | None:
-    value = raw_bytes.field(header, b"message-id", lowered)
-    return bounds.message_id(value.decode("ascii", "replace")) if value else None
-
-
 def content_key(raw: bytes) -> str:
     """A digest of what makes a message itself: its From, Date and Subject fields and its
     body (line ends aside), and none of the trace fields a path adds."""
@@ -69,7 +58,9 @@ def content_key(raw: bytes) -> str:
 
 def _keys(raw: bytes) -> _Keys:
     digest = hashlib.sha256(raw).hexdigest()
-    message_id = header_message_id(raw)
+    # The parser reads the Message-ID with the same function: the dedupe key and the
+    # threading id of a message are one id.
+    message_id = raw_bytes.message_id(raw)
     dedupe = f"{message_id} {content_key(raw)}" if message_id else f"sha256:{digest}"
     return _Keys(digest, message_id, bounds.key(dedupe, 998))
 

@@ -29,12 +29,18 @@ _CHUNK = 1 << 16
 
 
 class BoundedPolicy(Compat32):
-    """The compat32 policy, with header values cut as they are read; `cuts` (a list given
-    to each instance) collects (field name as written, length before, length kept)."""
+    """The compat32 policy, with header values cut as they are read. Given a list as `cuts`,
+    it records each cut there: (field name as written, length before, length kept)."""
 
     cuts: list[tuple[str, int, int]] | None = None
 
+    def __init__(self, cuts: list[tuple[str, int, int]] | None = None) -> None:
+        super().__init__()
+        # A policy is immutable once built: its own __setattr__ refuses.
+        object.__setattr__(self, "cuts", cuts)
+
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        """(name, value) of a header field's lines, as compat32 reads them, the value cut."""
         name, value = super().header_source_parse(sourcelines)
         folded = name.strip().lower()
         limit = MAX_PARAMETER_FIELD if folded in _PARAMETER_FIELDS else MAX_FIELD
