@@ -14,8 +14,8 @@ One expensive message never delays the others. A message is processed in two ste
    row, the transaction's first statement) takes the message, then the rules write the
    case, the outbox and the outcome.
 
-Parsing is the only step whose cost depends on the message (see parse.py for its bounds);
-the write transaction holds SQLite's lock only for the look-ups and writes of the rules.
+Parsing is the only step whose cost depends on the message (gateway/pipeline/parse/ says
+its bounds); the write transaction holds SQLite's lock only for the look-ups and writes of the rules.
 The claim keeps its meaning: two gateways may both read and parse a message, but only
 one claims it, and the other gets no row and leaves it alone. A batch (`process_many`)
 reads and parses up to 32 MB of messages ahead, then decides them in one transaction.
