@@ -25,6 +25,7 @@ def cases() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def cases_list(app: App, status: str | None, client: str | None, as_json: bool) -> None:
+    """Cases in number order, only those of one status or client when given."""
     with session_scope(app.engine) as session:
         rows = views.cases_list(session, status, client)
     print_rows(rows, as_json, ["number", "status", "client", "serial", "criticality", "priority", "title"])
@@ -35,6 +36,7 @@ def cases_list(app: App, status: str | None, client: str | None, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def cases_show(app: App, number: int, as_json: bool) -> None:
+    """Case NUMBER: its fields, its timeline and its files."""
     with session_scope(app.engine) as session:
         detail = views.case_detail(session, number)
     if detail is None:

@@ -21,6 +21,7 @@ def inbound() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def inbound_list(app: App, held: bool, limit: int | None, as_json: bool) -> None:
+    """Received messages, oldest first, with their outcome and case."""
     with session_scope(app.engine) as session:
         rows = views.inbound_list(session, held, limit)
     print_rows(rows, as_json, ["id", "received_at", "outcome", "case", "sender", "subject"])

@@ -20,6 +20,7 @@ def outbox() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def outbox_list(app: App, failed: bool, limit: int | None, as_json: bool) -> None:
+    """Deliveries, oldest first, with their status, attempts and last error."""
     with session_scope(app.engine) as session:
         rows = views.outbox_list(session, failed, limit)
     print_rows(rows, as_json, ["id", "status", "attempts", "recipient", "kind", "subject", "last_error"])

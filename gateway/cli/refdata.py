@@ -38,6 +38,7 @@ def contacts() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def contacts_list(app: App, client: str | None, as_json: bool) -> None:
+    """Contacts by client and address, only those of one client when given."""
     with session_scope(app.engine) as session:
         rows = accounts.contacts_list(session, client)
     print_rows(rows, as_json, ["client", "status", "email", "name", "phone", "failing_since"])
@@ -48,6 +49,7 @@ def contacts_list(app: App, client: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def contacts_show(app: App, email: str, as_json: bool) -> None:
+    """Every contact with address EMAIL (one per client)."""
     with session_scope(app.engine) as session:
         rows = accounts.contact_show(session, email)
     if not rows:
@@ -65,6 +67,7 @@ def licences() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def licences_list(app: App, client: str | None, as_json: bool) -> None:
+    """Licences by client and serial, only those of one client when given."""
     with session_scope(app.engine) as session:
         rows = accounts.licences_list(session, client)
     print_rows(rows, as_json, ["serial", "client", "status", "ends_on", "product"])
@@ -80,6 +83,7 @@ def contracts() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def contracts_show(app: App, client: str, as_json: bool) -> None:
+    """The contract of CLIENT: its level, its points and their ledger."""
     try:
         with session_scope(app.engine) as session:
             data = accounts.contract_show(session, client)
@@ -99,6 +103,10 @@ def contracts_show(app: App, client: str, as_json: bool) -> None:
 @click.option("--reason", required=True, help="Why (kept in the ledger).")
 @pass_app
 def contracts_credit(app: App, client: str, points: int, reason: str) -> None:
+    """Add POINTS to CLIENT's contract, or withdraw them when negative.
+
+    The balance never goes below zero; the reason is kept in the ledger.
+    """
     try:
         with session_scope(app.engine) as session:
             balance = accounts.credit(session, client, points, reason, utcnow())
