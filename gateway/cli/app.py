@@ -1,0 +1,86 @@
+"""What every command shares: `App` (the settings and the engine, opened on first use),
+`pass_app` to hand it to a command, and `print_rows` for the listings.
+
+Every command module imports this one, never the package's `__init__`, so that the `main`
+group can import the command modules without a cycle.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+
+from gateway import config, logs, schema
+from gateway.db import make_engine
+
+log = logging.getLogger(__name__)
+
+# What the views and accounts functions return: one record, or a list of them.
+Rows = dict[str, Any] | list[dict[str, Any]]
+
+
+class App:
+    """The settings and the engine of one command, opened on first use: a command that
+    fails before it needs them (a usage error) never reads the configuration."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: config.Settings | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> config.Settings:
+        """The loaded settings; a file that cannot be loaded is the command's failure
+        (ClickException, or 75 for `ingest`). Starts the log file when one is set."""
+        if self._settings is None:
+            try:
+                self._settings = config.load(self.config_path)
+            except config.ConfigError as exc:
+                raise click.ClickException(str(exc)) from exc
+            if self._settings.log.file:
+                logs.to_file(self._settings.path(self._settings.log.file))
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, on a schema upgraded to the newest version."""
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+            schema.upgrade(self._engine)
+        return self._engine
+
+    def connect(self) -> tuple[config.Settings, Engine]:
+        """The settings and the engine together, as `receive.pipe.ingest` asks for them."""
+        return self.settings, self.engine
+
+    def close(self) -> None:
+        """Release the database connections and the log file when the command ends; never
+        raises, since the command's outcome is decided by then."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            try:
+                engine.dispose()
+            except Exception:  # noqa: BLE001 - the outcome is decided; closing must not change it
+                log.warning("could not close the database connections", exc_info=True)
+        logs.close()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def print_rows(data: Rows, as_json: bool, columns: list[str] | None = None) -> None:
+    """Write `data` as indented JSON, or as text: with `columns`, one line per record with
+    those fields ("-" for a missing one); without, one `key: value` line per field."""
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        if columns:
+            click.echo("  ".join(str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns))
+        else:
+            for key, value in row.items():
+                click.echo(f"{key}: {value}")
