@@ -118,7 +118,7 @@ def connect_postgres(bench: Bench) -> None:
     server = databases.Postgres(url)
     try:
         version = server.check()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if url != DEFAULT_POSTGRES:
             raise SystemExit(f"bench: PostgreSQL at {url} cannot be reached: {exc}") from exc
         bench.notes.append(f"PostgreSQL not reachable at {url}: its figures were skipped")

@@ -32,10 +32,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
-
 import crash_check
 import crash_load
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "config" / "sample-data.toml"

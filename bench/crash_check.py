@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Case, Delivery, Disposition,
-                            InboundMessage, OutboundMessage)
+from gateway.models import (
+    DELIVERY_FAILED,
+    DELIVERY_PENDING,
+    DELIVERY_SENT,
+    Case,
+    Delivery,
+    Disposition,
+    InboundMessage,
+    OutboundMessage,
+)
 
 # The figures that must be zero, with what each means.
 MUST_BE_ZERO = {

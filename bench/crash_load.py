@@ -49,7 +49,7 @@ class RelayStandIn:
         self.inbox: dict[str, list[Mail]] = defaultdict(list)
         self.controller = Controller(self, hostname="127.0.0.1", port=port)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         reply_to = msg["Reply-To"].addresses[0].addr_spec if msg["Reply-To"] else ""
         mail = Mail(str(msg["Message-ID"]).strip(), str(msg["Subject"] or ""), reply_to)

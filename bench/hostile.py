@@ -149,7 +149,7 @@ class _Relay:
     def __init__(self, port: int) -> None:
         self.controller = Controller(self, hostname="127.0.0.1", port=port, data_size_limit=RELAY_LIMIT)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         return "250 OK"
 
 

@@ -30,7 +30,8 @@ def _client(session: Session, code: str) -> Client:
 
 
 def contacts_list(session: Session, client: str | None = None) -> list[dict[str, Any]]:
-    query = select(Contact, Client.code).join(Client, Contact.client_id == Client.id).order_by(Client.code, Contact.email)
+    query = (select(Contact, Client.code).join(Client, Contact.client_id == Client.id)
+             .order_by(Client.code, Contact.email))
     if client:
         query = query.where(Client.code == client)
     return [{"client": code, "name": c.name, "email": c.email, "phone": c.phone, "language": c.language,
@@ -43,7 +44,8 @@ def contact_show(session: Session, email: str) -> list[dict[str, Any]]:
 
 
 def licences_list(session: Session, client: str | None = None) -> list[dict[str, Any]]:
-    query = select(Licence, Client.code).join(Client, Licence.client_id == Client.id).order_by(Client.code, Licence.serial)
+    query = (select(Licence, Client.code).join(Client, Licence.client_id == Client.id)
+             .order_by(Client.code, Licence.serial))
     if client:
         query = query.where(Client.code == client)
     today = dt.date.today()

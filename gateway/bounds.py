@@ -4,13 +4,15 @@ SQLite does not enforce VARCHAR lengths and PostgreSQL does; PostgreSQL refuses 
 Every value taken from a message, an envelope or a mailbox goes through one of these before
 it can reach a column, so both databases store the same thing and neither refuses it:
 
-| kind | where it goes | kept |
-| --- | --- | --- |
-| address | senders, recipients, contacts (String(320)) | lowercased, at most 254 characters (RFC 5321), else not an address |
-| Message-ID | inbound `message_id`, case `thread_id` (String(255)), threading headers | `<id>` of printable ASCII; a longer one becomes a digest of itself |
-| unique key | `dedupe_key` (998), `source_key` (512) | as is, or cut with a digest of the whole, so keys stay unique |
-| line | display names, subjects, envelope addresses, reasons | one line, no control characters, cut at its limit |
-| text | what people wrote | no control characters but line breaks and tabs |
+- an address (senders, recipients, contacts: String(320)) is lowercased, at most 254
+  characters (RFC 5321), else not an address;
+- a Message-ID (inbound `message_id`, case `thread_id`: String(255), threading headers) is
+  `<id>` of printable ASCII; a longer one becomes a digest of itself;
+- a unique key (`dedupe_key` (998), `source_key` (512)) is kept as is, or cut with a
+  digest of the whole, so keys stay unique;
+- a line (display names, subjects, envelope addresses, reasons) is one line without
+  control characters, cut at its limit;
+- a text (what people wrote) loses its control characters but line breaks and tabs.
 
 Pure functions; they never raise on any string.
 """

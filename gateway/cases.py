@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,7 +97,7 @@ def event(session: Session, case: Case, kind: str, *, author: str, text: str, no
 
 
 def store_files(session: Session, case: Case, event_id: int,
-                attachments: Iterable[ParsedAttachment]) -> list[StoredFile]:
+                attachments: Sequence[ParsedAttachment]) -> list[StoredFile]:
     """Keep a message's files on the case's event, with their size and SHA-256; what the
     outbox needs to carry them along."""
     rows = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
@@ -107,5 +107,5 @@ def store_files(session: Session, case: Case, event_id: int,
     if not rows:
         return []
     ids = session.scalars(insert(Attachment).returning(Attachment.id, sort_by_parameter_order=True), rows)
-    return [StoredFile(i, str(r["filename"]), str(r["content_type"]), int(r["size"]),  # type: ignore[call-overload]
-                       bool(r["inline"])) for i, r in zip(ids, rows)]
+    return [StoredFile(i, att.filename[:255], att.content_type[:255], len(att.data), att.inline)
+            for i, att in zip(ids, attachments, strict=True)]

@@ -22,7 +22,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import bounds, raw as raw_bytes
+from gateway import bounds
+from gateway import raw as raw_bytes
 from gateway.db import session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
 
@@ -108,7 +109,7 @@ def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:
             known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
                 InboundMessage.dedupe_key.in_(wanted))).all())
             rows = []
-            for raw, key in zip(raws, keys):
+            for raw, key in zip(raws, keys, strict=True):
                 first = known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
                 row = _row(raw, door, None, None, None, first, key)
                 session.add(row)

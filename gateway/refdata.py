@@ -17,8 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.db import utcnow
-from gateway.models import (CONTACT_ACTIVE, Agent, Client, Contact, Contract, Licence, PointsEntry,
-                            reference_key)
+from gateway.models import CONTACT_ACTIVE, Agent, Client, Contact, Contract, Licence, PointsEntry, reference_key
 
 LEVELS = ("standard", "privilege", "excellence")
 LANGUAGES = ("fr", "en")

@@ -95,7 +95,7 @@ class Scheduler:
             if result.did.keys() - {"empty digest"} or result.errors:
                 log.info("%s", result.summary())
             self._plan(name)
-        except Exception:  # noqa: BLE001 - the database may be away: the next run retries
+        except Exception:
             log.exception("scheduled job %s failed", name)
 
     def _plan(self, name: str) -> None:

@@ -10,12 +10,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from gateway.config import Settings
 from gateway.outbound import send
 from gateway.pipeline import run
+
+if TYPE_CHECKING:  # the doors and the scheduler are imported when enabled, not before
+    from gateway.receive.imap import ImapDoor
+    from gateway.receive.smtp import DoorController
+    from gateway.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,7 @@ class Loop(threading.Thread):
             self.wake.clear()
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - a database outage must not kill the loop
+            except Exception:
                 log.exception("%s failed; retrying", self.name)
             self.wake.wait(self.interval)
 
@@ -61,9 +67,9 @@ class Gateway:
         self.settings, self.engine = settings, engine
         self.sender = Loop("outbox", lambda: send.drain(engine, settings), settings.outbound.poll_seconds)
         self.worker = Loop("pipeline", lambda: process_pending(engine, settings, self.sender.wake.set), 5.0)
-        self.door = None
-        self.imap_door = None
-        self.scheduler = None
+        self.door: DoorController | None = None
+        self.imap_door: ImapDoor | None = None
+        self.scheduler: Scheduler | None = None
 
     def start(self) -> None:
         self.worker.start()

@@ -8,9 +8,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.jobs import record as jobs_record
-from gateway.models import (DELIVERY_FAILED, DELIVERY_HELD_BACK, DELIVERY_PENDING, Attachment, Case,
-                            CaseEvent, Client, Contact, Delivery, Disposition, InboundMessage,
-                            OutboundMessage, Status)
+from gateway.models import (
+    DELIVERY_FAILED,
+    DELIVERY_HELD_BACK,
+    DELIVERY_PENDING,
+    Attachment,
+    Case,
+    CaseEvent,
+    Client,
+    Contact,
+    Delivery,
+    Disposition,
+    InboundMessage,
+    OutboundMessage,
+    Status,
+)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

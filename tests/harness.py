@@ -70,14 +70,14 @@ class Relay:
         self.on_received: Callable[[Received], None] | None = None  # e.g. a forwarding mailbox
         self.controller = Controller(self, hostname="127.0.0.1", port=port)
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         answer = self.refuse(address)
         if answer:
             return answer
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
         got = [Received(rcpt.lower(), message, raw) for rcpt in envelope.rcpt_tos]
@@ -153,7 +153,7 @@ def mail(sender: str, subject: str, body: str = "Bonjour,\n\nVoici le détail.\n
 
 
 def agent_mail(engine: Engine, settings: Settings, agent: str, number: int, subject: str,
-               body: str = "Bonjour,\n\nVoici notre réponse.\n", **kwargs) -> EmailMessage:  # noqa: ANN003
+               body: str = "Bonjour,\n\nVoici notre réponse.\n", **kwargs) -> EmailMessage:
     """An agent's mail on case `number` with the usual proof: sent to the agent's own signed
     Reply-To for that case, as a reply to one of the case's notices is."""
     from gateway.db import session_scope
@@ -170,7 +170,6 @@ def confirmation_reply(engine: Engine, address: str, body: str = "Oui, c'est bie
 
     from gateway.db import session_scope
     from gateway.models import Delivery, OutboundMessage
-    from gateway.outbound import token
     with session_scope(engine) as session:
         tok, subject = session.execute(
             select(Delivery.token, OutboundMessage.subject).join(OutboundMessage)
@@ -180,7 +179,7 @@ def confirmation_reply(engine: Engine, address: str, body: str = "Oui, c'est bie
 
 
 def reply_to(received: Received, sender: str, body: str, subject: str | None = None,
-             **kwargs) -> EmailMessage:  # noqa: ANN003
+             **kwargs) -> EmailMessage:
     """A reply as a mail client writes it: to the Reply-To, threaded, quoting the original."""
     original = received.message
     quoted = "\n".join("> " + line for line in received.text().splitlines())

@@ -15,7 +15,7 @@ def cli(tmp_path: Path, settings: Settings) -> Cli:
     return Cli(write_config(tmp_path / "gateway.toml", settings.database_url))
 
 
-def test_contacts_and_licences_lists(cli: Cli, loaded) -> None:  # noqa: ANN001
+def test_contacts_and_licences_lists(cli: Cli, loaded) -> None:
     rows = cli.json("contacts", "list", "--client", "C10042")
     assert [r["email"] for r in rows] == [CLAIRE, PAUL]
     assert {r["status"] for r in rows} == {"active"}
@@ -27,7 +27,7 @@ def test_contacts_and_licences_lists(cli: Cli, loaded) -> None:  # noqa: ANN001
     assert "SN-1B22-0042" in cli.ok("licences", "list").output
 
 
-def test_contracts_show_and_credit_keep_a_ledger(cli: Cli, loaded) -> None:  # noqa: ANN001
+def test_contracts_show_and_credit_keep_a_ledger(cli: Cli, loaded) -> None:
     assert cli.json("contracts", "show", "C10042")["points"] == 1
     assert "C10042: 4 point(s)" in cli.ok("contracts", "credit", "C10042", "3", "--reason", "renouvellement").output
     data = cli.json("contracts", "show", "C10042")

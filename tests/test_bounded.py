@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from harness import CLAIRE, SUPPORT
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from test_cli import Cli, write_config
 
@@ -98,14 +100,14 @@ def deliver(engine: Engine, settings: Settings, raw: bytes) -> tuple[str, list[s
 
 @pytest.mark.parametrize("name", ["20 MB subject of bracketed words", "10,000 MIME parts", "100 levels of nesting",
                                   "an HTML link of 100 kB", "a line of 100 kB", "a Cc of 100,000 addresses"])
-def test_the_pipeline_ends_each_hostile_message_with_an_outcome_within_a_bound(loaded, settings, name) -> None:  # noqa: ANN001
+def test_the_pipeline_ends_each_hostile_message_with_an_outcome_within_a_bound(loaded, settings, name) -> None:
     deliver(loaded, settings, message(f"{OPEN} Dossier de départ", "Bonjour\r\n"))  # case 1, for the replies
     outcome, reasons, seconds = deliver(loaded, settings, HOSTILE[name]())
     assert outcome not in (Disposition.PENDING, Disposition.HELD), reasons
     assert seconds < 2.0, f"{name}: {seconds:.2f} s"
 
 
-def test_what_was_read_in_part_is_in_the_reasons_of_inbound_list(loaded, settings, tmp_path) -> None:  # noqa: ANN001
+def test_what_was_read_in_part_is_in_the_reasons_of_inbound_list(loaded, settings, tmp_path) -> None:
     deliver(loaded, settings, HOSTILE["10,000 MIME parts"]())
     deliver(loaded, settings, HOSTILE["100 levels of nesting"]())
     deliver(loaded, settings, message("[" * 3000 + "x" * 5000, "Bonjour\r\n"))
@@ -230,7 +232,7 @@ def hostile_messages(draw: st.DrawFn) -> bytes:
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                             HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(raw=hostile_messages())
-def test_any_message_is_parsed_and_processed_within_a_bound(loaded, settings, raw) -> None:  # noqa: ANN001
+def test_any_message_is_parsed_and_processed_within_a_bound(loaded, settings, raw) -> None:
     parsed, seconds = thread_seconds(lambda: parse(raw))
     _, grammar_seconds = thread_seconds(lambda: parse_request(parsed.subject, parsed.new_text))
     assert seconds + grammar_seconds < 1.0, f"parse {seconds:.2f} s, grammar {grammar_seconds:.2f} s"

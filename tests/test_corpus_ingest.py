@@ -81,7 +81,7 @@ def is_automatic(raw: bytes) -> bool:
     return msg.get_content_type() == "multipart/report" or auto not in ("", "no")
 
 
-def test_every_corpus_message_is_stored_and_handled(loaded, settings, tmp_path) -> None:  # noqa: ANN001
+def test_every_corpus_message_is_stored_and_handled(loaded, settings, tmp_path) -> None:
     folder = corpus_dir()
     corpus = corpus_files(folder)
     result = ingest(tmp_path, settings, folder)
@@ -109,7 +109,7 @@ def test_every_corpus_message_is_stored_and_handled(loaded, settings, tmp_path) 
     assert [r for r in recipients if AUTOMATIC_SENDER.match(r)] == []
 
 
-def test_replaying_the_corpus_changes_nothing(loaded, settings, tmp_path) -> None:  # noqa: ANN001
+def test_replaying_the_corpus_changes_nothing(loaded, settings, tmp_path) -> None:
     folder = corpus_dir()
     corpus = corpus_files(folder)
     assert ingest(tmp_path, settings, folder).exit_code == 0

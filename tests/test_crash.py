@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import crash  # noqa: E402
+import crash
 
 
 def test_a_gateway_killed_under_load_loses_nothing_and_does_nothing_twice(database_url: str, tmp_path: Path) -> None:

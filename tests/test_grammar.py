@@ -15,13 +15,13 @@ from gateway.pipeline.grammar import NAMES, normalise, parse_request
     ("CUSTOMER", "client"), ("Niveau de criticité", "criticality"), ("Severity", "criticality"),
     ("Demande d'information", "info"), ("PRIORITÉ", "priority"),
 ])
-def test_field_names_as_people_write_them(written, field) -> None:  # noqa: ANN001
+def test_field_names_as_people_write_them(written, field) -> None:
     assert NAMES[normalise(written)] == field
 
 
 @pytest.mark.parametrize("written", ["Voici une précision", "Menu", "Message d'erreur", "Solution",
                                      "Circonstances", "Note de frais", "Nom"])
-def test_ordinary_words_before_a_colon_are_not_fields(written) -> None:  # noqa: ANN001
+def test_ordinary_words_before_a_colon_are_not_fields(written) -> None:
     assert normalise(written) not in NAMES or NAMES[normalise(written)] not in (
         "client", "serial", "criticality", "module", "distribution", "priority")
 
@@ -49,5 +49,5 @@ def test_a_priority_line_says_yes_or_no() -> None:
 
 @pytest.mark.parametrize("typed", ["SN-7F3A-2291", "sn-7f3a-2291", "SN 7F3A 2291", "sn.7f3a.2291",
                                    "SN7F3A2291", " SN – 7F3A – 2291 "])
-def test_serials_compare_without_case_spaces_dashes_and_dots(typed) -> None:  # noqa: ANN001
+def test_serials_compare_without_case_spaces_dashes_and_dots(typed) -> None:
     assert reference_key(typed) == reference_key("SN-7F3A-2291")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import hostile  # noqa: E402
+import hostile
 
 EXPECTED = {
     "second Precedence: bulk": "ignored",
@@ -24,7 +24,7 @@ EXPECTED = {
 }
 
 
-def test_the_battery_on_a_running_gateway(database_url) -> None:  # noqa: ANN001
+def test_the_battery_on_a_running_gateway(database_url) -> None:
     report = hostile.run(database_url, long=False, interval=0.3)
     lines = {line.input: line for line in report.lines}
     assert len(lines) == len(hostile.inputs(False))

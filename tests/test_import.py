@@ -54,7 +54,7 @@ def contract_points(engine: Engine, code: str) -> int:
                               .where(Client.code == code))
 
 
-def test_import_of_the_sample_data_prints_what_it_created(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_import_of_the_sample_data_prints_what_it_created(tmp_path, settings, engine) -> None:
     result = import_text(tmp_path, settings, SAMPLE_DATA)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == (
@@ -64,7 +64,7 @@ def test_import_of_the_sample_data_prints_what_it_created(tmp_path, settings, en
     assert client_names(engine)["C10042"] == "Boulangeries Lefèvre"
 
 
-def test_importing_twice_changes_nothing(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_importing_twice_changes_nothing(tmp_path, settings, engine) -> None:
     assert import_text(tmp_path, settings, SAMPLE_DATA).exit_code == 0
     before = counts(engine)
     result = import_text(tmp_path, settings, SAMPLE_DATA)
@@ -73,7 +73,7 @@ def test_importing_twice_changes_nothing(tmp_path, settings, engine) -> None:  #
     assert counts(engine) == before == SAMPLE_COUNTS
 
 
-def test_a_changed_name_updates_the_record(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_a_changed_name_updates_the_record(tmp_path, settings, engine) -> None:
     assert import_text(tmp_path, settings, SAMPLE_DATA).exit_code == 0
     renamed = SAMPLE_DATA.replace('name = "Boulangeries Lefèvre"', 'name = "Boulangeries Lefèvre SAS"')
     result = import_text(tmp_path, settings, renamed)
@@ -129,7 +129,7 @@ def _bad_file(base: str) -> str:
     return base.replace('name = "Boulangeries Lefèvre"', 'name = "Renamed Meanwhile"') + BAD_RECORDS
 
 
-def test_a_file_with_errors_names_each_and_imports_nothing(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_a_file_with_errors_names_each_and_imports_nothing(tmp_path, settings, engine) -> None:
     assert import_text(tmp_path, settings, SAMPLE_DATA).exit_code == 0
     before = counts(engine)
     result = import_text(tmp_path, settings, _bad_file(SAMPLE_DATA), "bad.toml")
@@ -145,13 +145,13 @@ def test_a_file_with_errors_names_each_and_imports_nothing(tmp_path, settings, e
     assert "C40001" not in client_names(engine)
 
 
-def test_a_file_with_errors_imports_nothing_into_an_empty_database(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_a_file_with_errors_imports_nothing_into_an_empty_database(tmp_path, settings, engine) -> None:
     result = import_text(tmp_path, settings, _bad_file(SAMPLE_DATA), "bad.toml")
     assert result.exit_code != 0 and "nothing imported" in result.stderr
     assert counts(engine) == dict.fromkeys(TABLES, 0)
 
 
-def test_reimport_does_not_refill_spent_priority_points(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_reimport_does_not_refill_spent_priority_points(tmp_path, settings, engine) -> None:
     assert import_text(tmp_path, settings, SAMPLE_DATA).exit_code == 0
     assert contract_points(engine, "C10042") == 1
     # Claire spends the contract's one point on a case, through the real pipeline.
@@ -171,7 +171,7 @@ def test_reimport_does_not_refill_spent_priority_points(tmp_path, settings, engi
     assert ledger == [(1, 1), (-1, 0)]
 
 
-def test_serials_that_differ_only_by_dashes_are_refused(tmp_path, settings, engine) -> None:  # noqa: ANN001
+def test_serials_that_differ_only_by_dashes_are_refused(tmp_path, settings, engine) -> None:
     assert import_text(tmp_path, settings, SAMPLE_DATA).exit_code == 0
     result = import_text(tmp_path, settings, '[[licences]]\nserial = "sn 7f3a.2291"\nclient = "C10042"\n')
     assert result.exit_code != 0

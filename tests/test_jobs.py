@@ -23,8 +23,17 @@ from gateway.cli import main as cli
 from gateway.config import ConfigError, Settings, load
 from gateway.db import make_engine, session_scope
 from gateway.jobs import record, runner
-from gateway.models import (Case, CaseEvent, Delivery, Escalation, InboundMessage, Licence,
-                            OutboundMessage, Reminder, SalesDigest)
+from gateway.models import (
+    Case,
+    CaseEvent,
+    Delivery,
+    Escalation,
+    InboundMessage,
+    Licence,
+    OutboundMessage,
+    Reminder,
+    SalesDigest,
+)
 from gateway.outbound import compose, send
 from gateway.pipeline import run as pipeline
 from gateway.scheduler import Scheduler, missed
@@ -42,36 +51,36 @@ def paris(*args: int) -> dt.datetime:
     return workdays.to_utc(dt.datetime(*args, tzinfo=PARIS))
 
 
-def deliver(engine, settings, msg, now):  # noqa: ANN001, ANN201
+def deliver(engine, settings, msg, now):
     stored = intake.store(engine, msg.as_bytes(), "pipe")
     pipeline.process(engine, settings, stored.id, now=now)
     with session_scope(engine) as session:
         return session.get(InboundMessage, stored.id).outcome
 
 
-def open_case(engine, settings, now, sender=CLAIRE, subject=OPEN, cc=(PAUL,)):  # noqa: ANN001, ANN201
+def open_case(engine, settings, now, sender=CLAIRE, subject=OPEN, cc=(PAUL,)):
     stored = intake.store(engine, mail(sender, subject, cc=list(cc)).as_bytes(), "pipe")
     outcome = pipeline.process(engine, settings, stored.id, now=now)
     assert outcome is not None and outcome.outcome == "created", outcome
     return outcome.case_id
 
 
-def agent(engine, settings, number, flag, now, text=QUESTION):  # noqa: ANN001, ANN201
+def agent(engine, settings, number, flag, now, text=QUESTION):
     msg = agent_mail(engine, settings, MATHILDE, number, f"[Dossier #{number}] {flag} RE: suivi", text)
     assert deliver(engine, settings, msg, now) == "appended"
 
 
-def customer(engine, settings, number, now, text="Voici le journal.", **kw):  # noqa: ANN001, ANN003, ANN201
+def customer(engine, settings, number, now, text="Voici le journal.", **kw):
     return deliver(engine, settings, mail(CLAIRE, f"RE: [Dossier #{number}] Factures impossibles", text, **kw), now)
 
 
-def job(name, settings, engine, now):  # noqa: ANN001, ANN201
+def job(name, settings, engine, now):
     result = runner.run(name, settings, engine, now)
     assert not result.errors, result.errors
     return result.did
 
 
-def sent(engine, address, kind=None):  # noqa: ANN001, ANN201
+def sent(engine, address, kind=None):
     """The outbound messages queued for `address` (of one kind), oldest first."""
     with session_scope(engine) as session:
         query = select(OutboundMessage).join(Delivery).where(Delivery.recipient == address)
@@ -80,12 +89,12 @@ def sent(engine, address, kind=None):  # noqa: ANN001, ANN201
         return list(session.scalars(query.order_by(Delivery.id)))
 
 
-def case_of(engine, number):  # noqa: ANN001, ANN201
+def case_of(engine, number):
     with session_scope(engine) as session:
         return views.case_detail(session, number)
 
 
-def waiting_case(engine, settings, asked_at=T0 + HOUR):  # noqa: ANN001, ANN201
+def waiting_case(engine, settings, asked_at=T0 + HOUR):
     """A case opened at T0 whose agent asks a question (attente_client) at `asked_at`."""
     number = open_case(engine, settings, T0)
     agent(engine, settings, number, "[ATTENTE]", asked_at)
@@ -95,7 +104,7 @@ def waiting_case(engine, settings, asked_at=T0 + HOUR):  # noqa: ANN001, ANN201
 
 # -- reminders, end to end ------------------------------------------------------------------
 
-def test_a_waiting_case_gets_two_reminders_then_closes_itself(loaded, settings, relay, free_port) -> None:  # noqa: ANN001
+def test_a_waiting_case_gets_two_reminders_then_closes_itself(loaded, settings, relay, free_port) -> None:
     settings = wired(settings, free_port(), relay.controller.port)
     asked = T0 + HOUR
     number = waiting_case(loaded, settings, asked)
@@ -145,7 +154,7 @@ def test_a_waiting_case_gets_two_reminders_then_closes_itself(loaded, settings, 
     assert case_of(loaded, number)["status"] == "en_cours"
 
 
-def test_reminders_speak_the_contacts_language(loaded, settings) -> None:  # noqa: ANN001
+def test_reminders_speak_the_contacts_language(loaded, settings) -> None:
     number = open_case(loaded, settings, T0, sender=OLIVER, cc=(),
                        subject="[CUSTOMER C30105] [SERIAL SN-42EE-9001] [SEVERITY high] Ledger export")
     agent(loaded, settings, number, "[WAITING]", T0)
@@ -156,7 +165,7 @@ def test_reminders_speak_the_contacts_language(loaded, settings) -> None:  # noq
 
 # -- what resets the clock ---------------------------------------------------------------------
 
-def test_a_customer_answer_ends_the_wait_and_a_new_question_starts_again(loaded, settings) -> None:  # noqa: ANN001
+def test_a_customer_answer_ends_the_wait_and_a_new_question_starts_again(loaded, settings) -> None:
     number = waiting_case(loaded, settings)
     assert job("reminders", settings, loaded, T0 + HOUR + 3 * DAY) == {"reminder": 1}
     assert customer(loaded, settings, number, T0 + 4 * DAY) == "appended"
@@ -171,7 +180,7 @@ def test_a_customer_answer_ends_the_wait_and_a_new_question_starts_again(loaded,
     assert len(texts) == 2 and all("relance 1 sur 2" in t for t in texts)
 
 
-def test_an_agent_asking_again_restarts_the_wait(loaded, settings) -> None:  # noqa: ANN001
+def test_an_agent_asking_again_restarts_the_wait(loaded, settings) -> None:
     number = waiting_case(loaded, settings)
     assert job("reminders", settings, loaded, T0 + HOUR + 3 * DAY) == {"reminder": 1}
     again = T0 + 5 * DAY
@@ -182,7 +191,7 @@ def test_an_agent_asking_again_restarts_the_wait(loaded, settings) -> None:  # n
     assert "relance 1 sur 2" in latest and "version exacte" in latest
 
 
-def test_an_out_of_office_reply_neither_resets_nor_pauses_the_wait(loaded, settings) -> None:  # noqa: ANN001
+def test_an_out_of_office_reply_neither_resets_nor_pauses_the_wait(loaded, settings) -> None:
     number = waiting_case(loaded, settings)
     away = customer(loaded, settings, number, T0 + 2 * DAY, text="Je suis absente jusqu'au 20 mars.",
                     headers={"Auto-Submitted": "auto-replied"})
@@ -191,13 +200,13 @@ def test_an_out_of_office_reply_neither_resets_nor_pauses_the_wait(loaded, setti
     assert job("reminders", settings, loaded, T0 + HOUR + 3 * DAY) == {"reminder": 1}
 
 
-def test_an_internal_note_does_not_restart_the_wait(loaded, settings) -> None:  # noqa: ANN001
+def test_an_internal_note_does_not_restart_the_wait(loaded, settings) -> None:
     number = waiting_case(loaded, settings)
     agent(loaded, settings, number, "[NOTE]", T0 + 2 * DAY, text="Relancer par téléphone ?")
     assert job("reminders", settings, loaded, T0 + HOUR + 3 * DAY) == {"reminder": 1}
 
 
-def test_business_days_skip_weekends_and_public_holidays(loaded, settings) -> None:  # noqa: ANN001
+def test_business_days_skip_weekends_and_public_holidays(loaded, settings) -> None:
     settings = dataclasses.replace(settings, reminders=dataclasses.replace(settings.reminders, business_days=True))
     asked = paris(2025, 5, 2, 10, 0)  # Friday; Thursday 8 May is a public holiday
     number = open_case(loaded, settings, asked - HOUR)
@@ -222,7 +231,7 @@ def test_workdays_arithmetic() -> None:
 
 # -- auto-close of resolved cases --------------------------------------------------------------
 
-def test_a_resolved_case_closes_itself_after_the_delay(loaded, settings) -> None:  # noqa: ANN001
+def test_a_resolved_case_closes_itself_after_the_delay(loaded, settings) -> None:
     number = open_case(loaded, settings, T0)
     resolved = T0 + 2 * HOUR
     agent(loaded, settings, number, "[RESOLU]", resolved, text="Le correctif est appliqué.")
@@ -236,7 +245,7 @@ def test_a_resolved_case_closes_itself_after_the_delay(loaded, settings) -> None
     assert detail["status"] == "clos" and detail["events"][-1]["kind"] == "closed"
 
 
-def test_a_customer_reply_on_a_resolved_case_stops_the_auto_close(loaded, settings) -> None:  # noqa: ANN001
+def test_a_customer_reply_on_a_resolved_case_stops_the_auto_close(loaded, settings) -> None:
     number = open_case(loaded, settings, T0)
     agent(loaded, settings, number, "[RESOLU]", T0 + HOUR, text="Corrigé.")
     assert customer(loaded, settings, number, T0 + 3 * DAY, text="Non, toujours en erreur.") == "appended"
@@ -246,7 +255,7 @@ def test_a_customer_reply_on_a_resolved_case_stops_the_auto_close(loaded, settin
 
 # -- escalation -----------------------------------------------------------------------------------
 
-def test_an_unanswered_case_is_escalated_once_to_the_lead(loaded, settings) -> None:  # noqa: ANN001
+def test_an_unanswered_case_is_escalated_once_to_the_lead(loaded, settings) -> None:
     number = open_case(loaded, settings, T0)  # haute: 8 hours
     answered = open_case(loaded, settings, T0)
     agent(loaded, settings, answered, "", T0 + HOUR, text="Nous regardons.")
@@ -263,7 +272,7 @@ def test_an_unanswered_case_is_escalated_once_to_the_lead(loaded, settings) -> N
     assert sent(loaded, CLAIRE, "escalation") == []
 
 
-def test_criticality_sets_the_escalation_delay(loaded, settings) -> None:  # noqa: ANN001
+def test_criticality_sets_the_escalation_delay(loaded, settings) -> None:
     blocking = open_case(loaded, settings, T0, subject=OPEN.replace("haute", "bloquante"))
     low = open_case(loaded, settings, T0, subject=OPEN.replace("haute", "basse"))
     assert job("escalation", settings, loaded, T0 + 2 * HOUR) == {"escalation": 1}
@@ -274,12 +283,12 @@ def test_criticality_sets_the_escalation_delay(loaded, settings) -> None:  # noq
 
 # -- sales administration --------------------------------------------------------------------------
 
-def refuse(engine, settings, sender, now):  # noqa: ANN001, ANN201
+def refuse(engine, settings, sender, now):
     subject = "[CLIENT C10042] [SERIE SN-1B22-0042] [CRITICITE 2] Bulletins de paie"
     assert deliver(engine, settings, mail(sender, subject), now) == "refused"
 
 
-def test_the_daily_digest_lists_the_days_refusals_once(loaded, settings) -> None:  # noqa: ANN001
+def test_the_daily_digest_lists_the_days_refusals_once(loaded, settings) -> None:
     refuse(loaded, settings, CLAIRE, paris(2025, 3, 3, 10, 0))
     refuse(loaded, settings, PAUL, paris(2025, 3, 3, 23, 30))  # 22:30 UTC: still Monday in Paris
     refuse(loaded, settings, PAUL, paris(2025, 3, 4, 0, 30))   # Tuesday in Paris
@@ -295,7 +304,7 @@ def test_the_daily_digest_lists_the_days_refusals_once(loaded, settings) -> None
     assert "1 demande " in tuesday.subject and PAUL in tuesday.text and CLAIRE not in tuesday.text
 
 
-def test_a_digest_after_downtime_covers_every_missed_day(loaded, settings) -> None:  # noqa: ANN001
+def test_a_digest_after_downtime_covers_every_missed_day(loaded, settings) -> None:
     job("adv-digest", settings, loaded, paris(2025, 3, 3, 8, 0))
     refuse(loaded, settings, CLAIRE, paris(2025, 3, 3, 10, 0))
     refuse(loaded, settings, PAUL, paris(2025, 3, 5, 10, 0))
@@ -304,7 +313,7 @@ def test_a_digest_after_downtime_covers_every_missed_day(loaded, settings) -> No
     assert CLAIRE in digest.text and PAUL in digest.text and "du 03/03/2025 00:00 au 07/03/2025 00:00" in digest.text
 
 
-def test_an_expired_licence_becomes_inactive_and_sales_admin_is_told_once(loaded, settings) -> None:  # noqa: ANN001
+def test_an_expired_licence_becomes_inactive_and_sales_admin_is_told_once(loaded, settings) -> None:
     with session_scope(loaded) as session:
         session.execute(update(Licence).where(Licence.serial == "SN-88C1-5530").values(ends_on=dt.date(2025, 3, 3)))
     assert job("licence-expiry", settings, loaded, paris(2025, 3, 3, 23, 59)) == {}  # valid all day
@@ -323,7 +332,7 @@ def test_an_expired_licence_becomes_inactive_and_sales_admin_is_told_once(loaded
 
 # -- exactly once ------------------------------------------------------------------------------------
 
-def everything_due(engine, settings) -> list[int]:  # noqa: ANN001
+def everything_due(engine, settings) -> list[int]:
     """Five waiting cases due a reminder, unanswered ones due an escalation, a refusal for
     the digest and an expired licence, all at T0 + 4 days."""
     numbers = [waiting_case(engine, settings) for _ in range(5)]
@@ -334,14 +343,14 @@ def everything_due(engine, settings) -> list[int]:  # noqa: ANN001
     return numbers
 
 
-def test_two_gateways_running_the_jobs_at_once_do_everything_once(loaded, settings) -> None:  # noqa: ANN001
+def test_two_gateways_running_the_jobs_at_once_do_everything_once(loaded, settings) -> None:
     numbers = everything_due(loaded, settings)
     now = T0 + 4 * DAY
     other = make_engine(settings)  # a second gateway: its own connections
     barrier = threading.Barrier(2)
     results: list[list[runner.Run]] = []
 
-    def gateway(engine) -> None:  # noqa: ANN001
+    def gateway(engine) -> None:
         barrier.wait()
         results.append(runner.run_all(settings, engine, now))
 
@@ -386,7 +395,7 @@ main(["jobs", "run", "reminders", "--now", sys.argv[1]])
 """
 
 
-def test_a_job_that_dies_half_way_is_finished_once_by_the_next_run(loaded, settings, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_job_that_dies_half_way_is_finished_once_by_the_next_run(loaded, settings, tmp_path: Path) -> None:
     numbers = [waiting_case(loaded, settings) for _ in range(3)]
     now = T0 + 4 * DAY
     config = tmp_path / "gateway.toml"
@@ -409,7 +418,7 @@ def test_a_job_that_dies_half_way_is_finished_once_by_the_next_run(loaded, setti
 
 # -- the command line, status and the scheduler ----------------------------------------------------
 
-def test_jobs_run_from_the_command_line_and_status_shows_them(loaded, settings, tmp_path: Path) -> None:  # noqa: ANN001
+def test_jobs_run_from_the_command_line_and_status_shows_them(loaded, settings, tmp_path: Path) -> None:
     number = waiting_case(loaded, settings)
     config = tmp_path / "gateway.toml"
     config.write_text(f'[database]\nurl = "{settings.database.url}"\n', encoding="utf-8")
@@ -428,7 +437,7 @@ def test_jobs_run_from_the_command_line_and_status_shows_them(loaded, settings, 
     assert bad.exit_code == 2 and "ISO-8601" in bad.output
 
 
-def test_the_scheduler_runs_due_jobs_at_start_and_records_the_next_run(loaded, settings) -> None:  # noqa: ANN001
+def test_the_scheduler_runs_due_jobs_at_start_and_records_the_next_run(loaded, settings) -> None:
     from gateway.db import utcnow
     opened = utcnow() - 3 * HOUR
     number = open_case(loaded, settings, opened, subject=OPEN.replace("haute", "bloquante"))
@@ -452,7 +461,7 @@ def test_the_scheduler_runs_due_jobs_at_start_and_records_the_next_run(loaded, s
     assert "adv-digest" in jobs and jobs["adv-digest"]["last_ok"]  # never ran: caught up at start
 
 
-def test_a_daily_job_catches_up_only_when_its_time_passed_unseen(settings) -> None:  # noqa: ANN001
+def test_a_daily_job_catches_up_only_when_its_time_passed_unseen(settings) -> None:
     at = dt.time(8, 0)
     now = paris(2025, 3, 4, 9, 0)
     assert missed(at, settings, None, now)

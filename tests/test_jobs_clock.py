@@ -35,14 +35,14 @@ def gateway(tmp_path: Path, settings: Settings, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config), *args])
 
 
-def queued(engine, kind: str) -> list[tuple[dt.datetime, dt.datetime]]:  # noqa: ANN001
+def queued(engine, kind: str) -> list[tuple[dt.datetime, dt.datetime]]:
     """(created_at, next_attempt_at) of every delivery of `kind`."""
     with session_scope(engine) as session:
         return [(a, b) for a, b in session.execute(select(Delivery.created_at, Delivery.next_attempt_at)
                                     .join(OutboundMessage).where(OutboundMessage.kind == kind))]
 
 
-def test_a_future_clock_closes_the_case_now_and_its_notice_is_due_now_and_dated_now(  # noqa: ANN001
+def test_a_future_clock_closes_the_case_now_and_its_notice_is_due_now_and_dated_now(
         loaded, settings, relay, free_port, tmp_path) -> None:
     settings = wired(settings, free_port(), relay.controller.port)
     start = utcnow() - HOUR
@@ -75,7 +75,7 @@ def test_a_future_clock_closes_the_case_now_and_its_notice_is_due_now_and_dated_
     assert again.exit_code == 0 and "autoclose: nothing due" in again.output
 
 
-def test_reminders_by_a_future_clock_keep_its_rhythm_and_a_second_run_does_nothing(  # noqa: ANN001
+def test_reminders_by_a_future_clock_keep_its_rhythm_and_a_second_run_does_nothing(
         loaded, settings, tmp_path) -> None:
     number = open_case(loaded, settings, utcnow() - 2 * HOUR)
     agent(loaded, settings, number, "[ATTENTE]", utcnow() - HOUR)
@@ -95,7 +95,7 @@ def test_reminders_by_a_future_clock_keep_its_rhythm_and_a_second_run_does_nothi
     assert event["kind"] == "reminder" and dt.datetime.fromisoformat(event["at"]).replace(tzinfo=None) <= utcnow()
 
 
-def test_a_digest_by_a_clock_ahead_stops_at_the_real_time_and_the_next_one_goes_on_from_there(  # noqa: ANN001
+def test_a_digest_by_a_clock_ahead_stops_at_the_real_time_and_the_next_one_goes_on_from_there(
         loaded, settings) -> None:
     # Both times are given: the job's clock three days ahead, the real time a Monday 10:00.
     monday = dt.datetime(2025, 3, 3, 9, 0)  # 10:00 in Paris
@@ -119,7 +119,7 @@ def test_a_digest_by_a_clock_ahead_stops_at_the_real_time_and_the_next_one_goes_
 
 @pytest.mark.parametrize("clock", ["9999-12-31T23:59:59", "0001-01-01", "0001-01-01T00:00:00+01:00",
                                    "9999-12-31T23:59:59-12:00"])
-def test_a_clock_out_of_reach_is_refused_with_a_message(loaded, settings, tmp_path, clock) -> None:  # noqa: ANN001
+def test_a_clock_out_of_reach_is_refused_with_a_message(loaded, settings, tmp_path, clock) -> None:
     everything(loaded, settings)
     result = gateway(tmp_path, settings, "jobs", "run", "all", "--now", clock)
     assert result.exit_code == 2, (result.output, result.exception)
@@ -129,7 +129,7 @@ def test_a_clock_out_of_reach_is_refused_with_a_message(loaded, settings, tmp_pa
 
 
 @pytest.mark.parametrize("years", [99, -99])
-def test_every_clock_within_reach_runs_every_job_cleanly(loaded, settings, tmp_path, years) -> None:  # noqa: ANN001
+def test_every_clock_within_reach_runs_every_job_cleanly(loaded, settings, tmp_path, years) -> None:
     everything(loaded, settings)
     now = utcnow()
     clock = now.replace(year=now.year + years, day=min(now.day, 28), microsecond=0)
@@ -140,7 +140,7 @@ def test_every_clock_within_reach_runs_every_job_cleanly(loaded, settings, tmp_p
         assert all(t <= utcnow() for t in row)
 
 
-def everything(engine, settings) -> None:  # noqa: ANN001
+def everything(engine, settings) -> None:
     """Something for every job: a waiting case, a resolved one, an unanswered one, a refusal,
     a licence with an end date."""
     now = utcnow() - HOUR

@@ -10,12 +10,12 @@ from gateway.db import session_scope
 from gateway.models import InboundMessage
 
 
-def case_of(engine, number):  # noqa: ANN001, ANN201
+def case_of(engine, number):
     with session_scope(engine) as session:
         return views.case_detail(session, number)
 
 
-def test_claire_opens_follows_and_closes_a_case(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_claire_opens_follows_and_closes_a_case(gateway, relay, engine) -> None:
     settings = gateway.settings
     opening = mail(CLAIRE, "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Factures impossibles à éditer",
                    "Bonjour,\n\nL'édition des factures s'arrête avec l'erreur 0x80004005.\n\nCordialement,\nClaire",

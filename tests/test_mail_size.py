@@ -23,7 +23,7 @@ OPEN_OLIVER = "[CUSTOMER C30105] [SERIAL SN-42EE-9001] [SEVERITY high] Ledger ex
 WORST_LINE = ("🙂&<\"é" * 200 + "\n")
 
 
-def built(engine, settings, kind: str | None = None) -> list[tuple[str, str, bytes]]:  # noqa: ANN001
+def built(engine, settings, kind: str | None = None) -> list[tuple[str, str, bytes]]:
     """(kind, recipient, bytes) of every mail in the outbox, built as the sender builds it."""
     with session_scope(engine) as session:
         out = []
@@ -47,7 +47,7 @@ def largest_files() -> list[tuple[str, bytes, str]]:
 
 
 @pytest.mark.parametrize("sender, subject", [(CLAIRE, OPEN), (OLIVER, OPEN_OLIVER)])
-def test_the_largest_acknowledgement_and_notice_stay_under_the_relay_limit(loaded, settings, sender, subject) -> None:  # noqa: ANN001
+def test_the_largest_acknowledgement_and_notice_stay_under_the_relay_limit(loaded, settings, sender, subject) -> None:
     text = WORST_LINE * 1_200  # 1,200,000 characters
     msg = mail(sender, subject, text, cc=[f"{'c' * 60}{i}@elsewhere.example" for i in range(100)],
                attachments=largest_files())
@@ -64,7 +64,7 @@ def test_the_largest_acknowledgement_and_notice_stay_under_the_relay_limit(loade
     assert kept == text.strip() and sum(files) == sum(len(data) for _, data, _ in largest_files())
 
 
-def test_a_long_text_is_shortened_in_mails_with_a_note_in_each_language(loaded, settings) -> None:  # noqa: ANN001
+def test_a_long_text_is_shortened_in_mails_with_a_note_in_each_language(loaded, settings) -> None:
     text = "Voici le journal complet.\n" + "ligne du journal\n" * 20_000 + "FIN-DU-JOURNAL"
     for sender, subject in ((CLAIRE, OPEN), (OLIVER, OPEN_OLIVER)):
         assert deliver(loaded, settings, mail(sender, subject, text))[0] == "created"
@@ -81,7 +81,7 @@ def test_a_long_text_is_shortened_in_mails_with_a_note_in_each_language(loaded, 
     assert "The case keeps the whole text." in english.html
 
 
-def test_a_text_within_the_limit_is_shown_whole_without_a_note(loaded, settings) -> None:  # noqa: ANN001
+def test_a_text_within_the_limit_is_shown_whole_without_a_note(loaded, settings) -> None:
     number = open_case(loaded, settings)
     text = "x" * (150_000 - 10)
     deliver(loaded, settings, mail(CLAIRE, f"[Dossier #{number}] Suite", text))
@@ -90,7 +90,7 @@ def test_a_text_within_the_limit_is_shown_whole_without_a_note(loaded, settings)
     assert text in row.text and "raccourci" not in row.text
 
 
-def test_files_that_no_longer_fit_beside_a_long_text_are_named(loaded, settings) -> None:  # noqa: ANN001
+def test_files_that_no_longer_fit_beside_a_long_text_are_named(loaded, settings) -> None:
     tight = dataclasses.replace(settings, outbound=dataclasses.replace(settings.outbound, max_message_bytes=3_000_000))
     files = [("a.bin", b"a" * 1_000_000, "application/octet-stream"), ("b.bin", b"b" * 1_000_000, "application/octet-stream")]
     outcome, _, _ = deliver(loaded, tight, mail(CLAIRE, OPEN, WORST_LINE * 1_000, attachments=files))

@@ -38,7 +38,7 @@ HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
 
 
 @pytest.fixture
-def northwind(loaded):  # noqa: ANN001, ANN201
+def northwind(loaded):
     with session_scope(loaded) as session:
         refdata.import_data(session, refdata.load_file(NORTHWIND))
     return loaded
@@ -63,21 +63,21 @@ NEVER = ("reminder 1/2", "1/2 sent", " -> ", "priority granted,", "point(s)", "r
          "customer_message", "01/12/2026 10:00", "1 Dec 2026 10:00", "2026-12-01")
 
 
-def _ok(engine, settings, sender, subject, body="Bonjour,\n\nVoici.\n", now=None, number=None):  # noqa: ANN001, ANN201
+def _ok(engine, settings, sender, subject, body="Bonjour,\n\nVoici.\n", now=None, number=None):
     msg = agent_mail(engine, settings, sender, number, subject, body) if number else mail(sender, subject, body)
     outcome, reasons, case = deliver(engine, settings, msg, now=now)
     assert outcome in ("created", "appended"), reasons
     return case
 
 
-def _last(engine, address, kind):  # noqa: ANN001, ANN201
+def _last(engine, address, kind):
     """(text, html) of the last mail of `kind` queued for `address`."""
     [*_, (_kind, _subject, text, message)] = [m for m in sent_to(engine, address) if m[0] == kind]
     return text, message.html
 
 
 @pytest.mark.parametrize("lang", ("fr", "en"))
-def test_a_case_timeline_is_in_the_customers_language_and_local_time(northwind, settings, lang) -> None:  # noqa: ANN001
+def test_a_case_timeline_is_in_the_customers_language_and_local_time(northwind, settings, lang) -> None:
     who = CUSTOMERS[lang]
     number = _ok(northwind, settings, who.address, who.open, now=WINTER)
     case = f"[Dossier #{number}]"
@@ -102,7 +102,7 @@ def test_a_case_timeline_is_in_the_customers_language_and_local_time(northwind, 
 
 
 @pytest.mark.parametrize("lang, when", [("fr", "01/07/2026 12:00"), ("en", "1 Jul 2026 12:00")])
-def test_the_follow_up_list_shows_the_last_action_in_local_summer_time(northwind, settings, lang, when) -> None:  # noqa: ANN001
+def test_the_follow_up_list_shows_the_last_action_in_local_summer_time(northwind, settings, lang, when) -> None:
     who = CUSTOMERS[lang]
     _ok(northwind, settings, who.address, who.open, now=SUMMER)
     _ok(northwind, settings, who.address, f"[{who.follow}]", "", SUMMER + HOUR)
@@ -111,7 +111,7 @@ def test_the_follow_up_list_shows_the_last_action_in_local_summer_time(northwind
         assert "10:00" not in rendered
 
 
-def test_the_sales_alert_gives_the_local_winter_time(loaded, settings) -> None:  # noqa: ANN001
+def test_the_sales_alert_gives_the_local_winter_time(loaded, settings) -> None:
     subject = "[CLIENT C10042] [SERIE SN-1B22-0042] [CRITICITE 2] Bulletins de paie"
     assert deliver(loaded, settings, mail(CLAIRE, subject), now=WINTER)[0] == "refused"
     text, html = _last(loaded, ADV, "sales_alert")
@@ -142,7 +142,7 @@ WRITTEN = [  # (kind, what the code stores now, what a database written before h
 
 
 @pytest.mark.parametrize("kind, stored, legacy, expected", WRITTEN)
-def test_the_gateways_events_read_back_from_the_new_and_the_old_form(kind, stored, legacy, expected) -> None:  # noqa: ANN001
+def test_the_gateways_events_read_back_from_the_new_and_the_old_form(kind, stored, legacy, expected) -> None:
     for text in (stored, legacy):
         d = timeline.describe(NS(kind=kind, text=text, author="claire@x.fr"))
         assert (d.code, dict(d.params)) == expected, text
@@ -152,18 +152,18 @@ def test_the_gateways_events_read_back_from_the_new_and_the_old_form(kind, store
     ("closed", "Merci, c'est réglé."), ("opened", '{"error": "E42", "line": 7}'), ("customer_message", "{}"),
     ("closed", '{"auto": "resolved", "days": "7"}'), ("customer_message", timeline.reminder(1, 2)),
 ])
-def test_a_persons_words_are_shown_as_written(kind, text) -> None:  # noqa: ANN001
+def test_a_persons_words_are_shown_as_written(kind, text) -> None:
     d = timeline.describe(NS(kind=kind, text=text, author="claire@x.fr"))
     assert (d.code, d.params["text"]) == ("text", text)
 
 
 @pytest.mark.parametrize("text", ["reminder sent twice", '{"number": "1", "of": 2}', "[1, 2]", '{"number": 1'])
-def test_an_unreadable_gateway_event_shows_nothing_rather_than_internal_text(text) -> None:  # noqa: ANN001
+def test_an_unreadable_gateway_event_shows_nothing_rather_than_internal_text(text) -> None:
     assert timeline.describe(NS(kind="reminder", text=text, author="")).code == "none"
 
 
 @pytest.mark.parametrize("lang", ("fr", "en"))
-def test_old_and_new_stored_events_read_the_same_in_a_mail(lang) -> None:  # noqa: ANN001
+def test_old_and_new_stored_events_read_the_same_in_a_mail(lang) -> None:
     def mail_of(texts: list[tuple[str, str]]) -> tuple[str, str]:
         timeline_ = [{"event": event(kind, "claire@x.fr", text, i), "attachments": []}
                      for i, (kind, text) in enumerate(texts)]

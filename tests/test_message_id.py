@@ -21,12 +21,12 @@ BARE = "20261130.42.bare@client.example"
 SECOND_MX = b"Received: from mx2.example by gw; Mon, 30 Nov 2026 10:00:02 +0100\r\n"
 
 
-def first_inbound(engine) -> InboundMessage:  # noqa: ANN001
+def first_inbound(engine) -> InboundMessage:
     with session_scope(engine) as session:
         return session.scalars(select(InboundMessage).order_by(InboundMessage.id).limit(1)).one()
 
 
-def test_a_bare_message_id_is_one_id_for_intake_and_parse_and_its_copy_is_a_duplicate(loaded, settings) -> None:  # noqa: ANN001
+def test_a_bare_message_id_is_one_id_for_intake_and_parse_and_its_copy_is_a_duplicate(loaded, settings) -> None:
     raw = raw_mail(OPEN, message_id=BARE)
     outcome, reasons, number = deliver(loaded, settings, raw)
     assert outcome == "created", reasons
@@ -40,14 +40,14 @@ def test_a_bare_message_id_is_one_id_for_intake_and_parse_and_its_copy_is_a_dupl
     assert deliver(loaded, settings, reply)[::2] == ("appended", number)
 
 
-def test_a_byte_order_mark_hides_the_message_id_from_neither(loaded) -> None:  # noqa: ANN001
+def test_a_byte_order_mark_hides_the_message_id_from_neither(loaded) -> None:
     raw = (f"\ufeffMessage-ID: <bom@client.example>\r\nFrom: {CLAIRE}\r\nTo: {SUPPORT}\r\n"
            f"Subject: {OPEN}\r\n\r\nBonjour\r\n").encode()
     stored = intake.store(loaded, raw, "pipe")
     assert inbound(loaded, stored.id).message_id == parse(raw).message_id == "<bom@client.example>"
 
 
-def test_a_message_id_after_a_line_that_is_no_field_is_one_id(loaded) -> None:  # noqa: ANN001
+def test_a_message_id_after_a_line_that_is_no_field_is_one_id(loaded) -> None:
     raw = raw_mail(OPEN, message_id="<after@client.example>").replace(b"Message-ID", b"not a field\r\nMessage-ID", 1)
     stored = intake.store(loaded, raw, "pipe")
     assert inbound(loaded, stored.id).message_id == parse(raw).message_id == "<after@client.example>"
@@ -65,7 +65,7 @@ _LINES = st.sampled_from([
 @hypothesis_settings(max_examples=200, deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bom=st.booleans(), lines=st.lists(_LINES, max_size=8), ends=st.sampled_from([b"\r\n", b"\n"]))
-def test_intake_and_parse_read_the_same_message_id_from_any_header(engine, bom, lines, ends) -> None:  # noqa: ANN001
+def test_intake_and_parse_read_the_same_message_id_from_any_header(engine, bom, lines, ends) -> None:
     raw = (b"\xef\xbb\xbf" if bom else b"") + ends.join(lines) + ends + ends + b"Bonjour" + ends
     stored = intake.store(engine, raw, "pipe")
     assert inbound(engine, stored.id).message_id == parse(raw).message_id

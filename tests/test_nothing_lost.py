@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from harness import CLAIRE, GREGOIRE, MATHILDE, PAUL, mail, reply_to, send
-from test_cli import Cli, assert_clean_failure, write_config
 from sqlalchemy import select
+from test_cli import Cli, assert_clean_failure, write_config
 
 from gateway import views
 from gateway.db import session_scope
@@ -14,18 +14,18 @@ from gateway.models import InboundMessage
 OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Lettrage impossible"
 
 
-def case_of(engine, number):  # noqa: ANN001, ANN201
+def case_of(engine, number):
     with session_scope(engine) as session:
         return views.case_detail(session, number)
 
 
-def last_outcome(engine):  # noqa: ANN001, ANN201
+def last_outcome(engine):
     with session_scope(engine) as session:
         row = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
         return row.outcome, list(row.reasons), row.case_id
 
 
-def opened(gateway, relay, subject=OPEN, body="Bonjour,\n\nLe lettrage s'arrête.\n", **kw):  # noqa: ANN001, ANN003, ANN201
+def opened(gateway, relay, subject=OPEN, body="Bonjour,\n\nLe lettrage s'arrête.\n", **kw):
     """Open a case as Claire; the agent's notice and Claire's acknowledgement."""
     send(gateway.settings, mail(CLAIRE, subject, body, name="Claire Martin", **kw))
     everyone = {CLAIRE, MATHILDE, GREGOIRE, *kw.get("cc", [])}
@@ -36,7 +36,7 @@ def opened(gateway, relay, subject=OPEN, body="Bonjour,\n\nLe lettrage s'arrête
 
 # -- words -----------------------------------------------------------------------------
 
-def test_a_customers_sentence_with_a_colon_reaches_the_agent(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_customers_sentence_with_a_colon_reaches_the_agent(gateway, relay, engine) -> None:
     notice, ack = opened(gateway, relay)
     sentence = "Voici une précision : cela arrive seulement sur le poste 3."
     send(gateway.settings, reply_to(ack, CLAIRE, f"{sentence}\n\nCordialement,\nClaire"))
@@ -45,7 +45,7 @@ def test_a_customers_sentence_with_a_colon_reaches_the_agent(gateway, relay, eng
     assert case_of(engine, 1)["events"][-1]["text"].startswith(sentence)
 
 
-def test_an_agents_answer_with_a_colon_reaches_the_customer_whole(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_an_agents_answer_with_a_colon_reaches_the_customer_whole(gateway, relay, engine) -> None:
     notice, _ack = opened(gateway, relay)
     answer = "Solution: install patch 4.3.0 and restart the banking service."
     send(gateway.settings, reply_to(notice, MATHILDE, f"{answer}\n\nMathilde Roche"))
@@ -54,7 +54,7 @@ def test_an_agents_answer_with_a_colon_reaches_the_customer_whole(gateway, relay
     assert answer in claire.text() and answer in claire.html()
 
 
-def test_a_new_cases_first_lines_as_the_guide_asks_are_kept_everywhere(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_new_cases_first_lines_as_the_guide_asks_are_kept_everywhere(gateway, relay, engine) -> None:
     lines = ["Menu : Traitement > Lettrage automatique", "Message d'erreur : Code 52",
              "Circonstances : depuis la clôture"]
     notice, ack = opened(gateway, relay, body="\n".join(lines) + "\n\nMerci de votre aide.\n")
@@ -64,7 +64,7 @@ def test_a_new_cases_first_lines_as_the_guide_asks_are_kept_everywhere(gateway, 
     assert "Merci de votre aide." in notice.text()
 
 
-def test_body_fields_are_read_and_removed_only_when_used(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_body_fields_are_read_and_removed_only_when_used(gateway, relay, engine) -> None:
     body = ("Code client : c10042\nNuméro de série : sn 7f3a 2291\nNiveau de criticité : 2\n"
             "Menu : Ventes > Factures\n\nL'édition plante.\n")
     notice, ack = opened(gateway, relay, subject="Factures bloquées", body=body)
@@ -84,7 +84,7 @@ def test_body_fields_are_read_and_removed_only_when_used(gateway, relay, engine)
     "[Code client: C 10042] [N° de série SN 7F3A 2291] [Niveau de criticité=2]",
     "[customer C10042] [Serial number: sn.7f3a.2291] [severity high]",
 ])
-def test_codes_and_serials_are_read_however_they_are_typed(gateway, relay, engine, fields) -> None:  # noqa: ANN001
+def test_codes_and_serials_are_read_however_they_are_typed(gateway, relay, engine, fields) -> None:
     notice, ack = opened(gateway, relay, subject=f"{fields} Lettrage impossible")
     assert ack.subject == "[Dossier #1] Lettrage impossible"
     assert "SN-7F3A-2291" in notice.text()  # shown as the reference data writes it
@@ -93,13 +93,13 @@ def test_codes_and_serials_are_read_however_they_are_typed(gateway, relay, engin
 
 @pytest.mark.parametrize("label", ["N° de série", "No de série", "Numéro de série", "Serial number",
                                    "N° série", "SN"])
-def test_every_usual_serial_label_works_in_the_body(gateway, relay, engine, label) -> None:  # noqa: ANN001
+def test_every_usual_serial_label_works_in_the_body(gateway, relay, engine, label) -> None:
     body = f"Client code : C10042\n{label} : SN-7F3A-2291\nCriticité : haute\n\nTout est bloqué.\n"
     opened(gateway, relay, subject="Tout est bloqué", body=body)
     assert case_of(engine, 1)["events"][0]["text"] == "Tout est bloqué."
 
 
-def test_a_contact_who_mistypes_the_client_code_is_told_her_own(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_contact_who_mistypes_the_client_code_is_told_her_own(gateway, relay, engine) -> None:
     send(gateway.settings, mail(CLAIRE, "[CLIENT C10024] [SERIE SN-7F3A-2291] [CRITICITE 2] Lettrage"))
     [refusal] = relay.wait_for(lambda r: any(x.rcpt == CLAIRE for x in r))
     text = " ".join(refusal.text().split())
@@ -107,7 +107,7 @@ def test_a_contact_who_mistypes_the_client_code_is_told_her_own(gateway, relay, 
     assert last_outcome(engine)[0] == "refused"
 
 
-def test_a_stranger_with_a_real_code_learns_nothing(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_stranger_with_a_real_code_learns_nothing(gateway, relay, engine) -> None:
     stranger = "someone@elsewhere.example"
     send(gateway.settings, mail(stranger, "[CLIENT c10042] [SERIE SN-7F3A-2291] [CRITICITE 2] Lettrage"))
     [refusal] = relay.wait_for(lambda r: any(x.rcpt == stranger for x in r))
@@ -118,18 +118,18 @@ def test_a_stranger_with_a_real_code_learns_nothing(gateway, relay, engine) -> N
 # -- files -----------------------------------------------------------------------------
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-LOG = "2026-11-30 10:02 ERREUR lettrage : code 52\n".encode() * 40
+LOG = b"2026-11-30 10:02 ERREUR lettrage : code 52\n" * 40
 PATCH = bytes(range(256)) * 200
 
 
-def files_of(message):  # noqa: ANN001, ANN201
+def files_of(message):
     """{filename: (content type, bytes, disposition, Content-ID)} of a received mail's files."""
     return {part.get_filename(): (part.get_content_type(), part.get_payload(decode=True),
                                   part.get_content_disposition(), str(part.get("Content-ID", "")))
             for part in message.walk() if part.get_filename()}
 
 
-def with_inline_screenshot(sender, subject, text, cc=None):  # noqa: ANN001, ANN201
+def with_inline_screenshot(sender, subject, text, cc=None):
     """A mail as Thunderbird writes one with a pasted screenshot and an attached log."""
     msg = mail(sender, subject, text, cc=cc)
     msg.add_alternative(f"<p>{text}</p><p><img src=\"cid:shot1@claire\"></p>", subtype="html")
@@ -139,7 +139,7 @@ def with_inline_screenshot(sender, subject, text, cc=None):  # noqa: ANN001, ANN
     return msg
 
 
-def test_a_customers_files_reach_the_agents_as_real_attachments(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_customers_files_reach_the_agents_as_real_attachments(gateway, relay, engine) -> None:
     send(gateway.settings, with_inline_screenshot(CLAIRE, OPEN, "Voici la capture et le journal.", cc=[PAUL]))
     got = relay.wait_for(lambda r: {x.rcpt for x in r} >= {CLAIRE, PAUL, MATHILDE, GREGOIRE})
     notice = next(r for r in got if r.rcpt == MATHILDE)
@@ -154,7 +154,7 @@ def test_a_customers_files_reach_the_agents_as_real_attachments(gateway, relay, 
     assert files_of(next(r for r in got if r.rcpt == PAUL).message)["journal-lettrage.log"][1] == LOG
 
 
-def test_an_agents_file_reaches_every_copy_of_the_answer(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_an_agents_file_reaches_every_copy_of_the_answer(gateway, relay, engine) -> None:
     notice, _ack = opened(gateway, relay, cc=[PAUL])
     send(gateway.settings, reply_to(notice, MATHILDE, "Voici le correctif à installer.",
                                     attachments=[("correctif-9.01.zip", PATCH, "application/zip")]))
@@ -165,7 +165,7 @@ def test_an_agents_file_reaches_every_copy_of_the_answer(gateway, relay, engine)
 
 
 @pytest.fixture
-def small_mails(settings, loaded, relay, free_port):  # noqa: ANN001, ANN201
+def small_mails(settings, loaded, relay, free_port):
     """A gateway whose mails carry at most 50,000 bytes of files."""
     import dataclasses
 
@@ -175,7 +175,7 @@ def small_mails(settings, loaded, relay, free_port):  # noqa: ANN001, ANN201
         yield gw
 
 
-def test_a_file_too_big_to_travel_is_named_and_the_operator_takes_it_out(small_mails, relay, engine, tmp_path) -> None:  # noqa: ANN001
+def test_a_file_too_big_to_travel_is_named_and_the_operator_takes_it_out(small_mails, relay, engine, tmp_path) -> None:
     big = bytes(range(256)) * 300  # 76,800 bytes
     send(small_mails.settings, mail(CLAIRE, OPEN, "Voici la base et le journal.",
                                     attachments=[("base.zip", big, "application/zip"),
@@ -197,7 +197,7 @@ def test_a_file_too_big_to_travel_is_named_and_the_operator_takes_it_out(small_m
     assert "base.zip (75 Ko) : trop volumineux" in ack and "répondez à ce message" in ack
 
 
-def test_an_internal_notes_files_never_reach_a_customer(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_an_internal_notes_files_never_reach_a_customer(gateway, relay, engine) -> None:
     notice, ack = opened(gateway, relay, cc=[PAUL])
     send(gateway.settings, reply_to(notice, MATHILDE, "Licence à vérifier avec l'ADV.", subject=f"[NOTE] {notice.subject}",
                                     attachments=[("contrat-interne.pdf", b"%PDF-1.4 interne", "application/pdf")]))
@@ -214,7 +214,7 @@ def test_an_internal_notes_files_never_reach_a_customer(gateway, relay, engine) 
 
 @pytest.mark.parametrize("body", ["Le correctif 9.01 est en ligne.",
                                   "Le correctif 9.01 est en ligne.\n\nBien à vous,\nMathilde Roche"])
-def test_an_agents_answer_is_not_automatic_mail_and_is_signed_once(gateway, relay, engine, body) -> None:  # noqa: ANN001
+def test_an_agents_answer_is_not_automatic_mail_and_is_signed_once(gateway, relay, engine, body) -> None:
     notice, _ack = opened(gateway, relay)
     send(gateway.settings, reply_to(notice, MATHILDE, body, name="Mathilde Roche"))
     claire = next(r for r in relay.wait_for(lambda r: any(x.rcpt == CLAIRE for x in r)) if r.rcpt == CLAIRE)
@@ -228,7 +228,7 @@ def test_an_agents_answer_is_not_automatic_mail_and_is_signed_once(gateway, rela
     assert notice.message["Auto-Submitted"] == "auto-replied"
 
 
-def test_an_answer_forwarded_back_by_a_mailbox_is_recognised(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_an_answer_forwarded_back_by_a_mailbox_is_recognised(gateway, relay, engine) -> None:
     notice, ack = opened(gateway, relay)
     send(gateway.settings, reply_to(notice, MATHILDE, "Pouvez-vous redémarrer le service ?"))
     claire = next(r for r in relay.wait_for(lambda r: any(x.rcpt == CLAIRE for x in r)) if r.rcpt == CLAIRE)

@@ -27,7 +27,7 @@ def slow_to_parse() -> bytes:
             f"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n{body}").encode()
 
 
-def test_the_doors_store_while_a_slow_message_is_parsed(loaded, settings) -> None:  # noqa: ANN001
+def test_the_doors_store_while_a_slow_message_is_parsed(loaded, settings) -> None:
     raw = slow_to_parse()
     started = time.perf_counter()
     parse(raw)
@@ -53,7 +53,7 @@ def test_the_doors_store_while_a_slow_message_is_parsed(loaded, settings) -> Non
         assert session.get(InboundMessage, slow).outcome == "refused"
 
 
-def test_two_gateways_process_one_message_once(loaded, settings) -> None:  # noqa: ANN001
+def test_two_gateways_process_one_message_once(loaded, settings) -> None:
     stored = intake.store(loaded, mail(CLAIRE, OPEN).as_bytes(), "smtp", CLAIRE, [SUPPORT]).id
     results: list[object] = []
     threads = [threading.Thread(target=lambda: results.append(run.process(loaded, settings, stored)))
@@ -69,7 +69,7 @@ def test_two_gateways_process_one_message_once(loaded, settings) -> None:  # noq
     assert (acks, attempts) == (1, 1)
 
 
-def test_a_batch_reads_ahead_and_decides_each_message_once(loaded, settings) -> None:  # noqa: ANN001
+def test_a_batch_reads_ahead_and_decides_each_message_once(loaded, settings) -> None:
     raws = [mail(CLAIRE, f"{OPEN} {i}").as_bytes() for i in range(5)]
     ids = [s.id for s in intake.store_many(loaded, raws, "pipe")]
     run.process(loaded, settings, ids[2])  # processed first by someone else

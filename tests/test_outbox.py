@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from harness import (CLAIRE, GREGOIRE, HELENE, MATHILDE, PAUL, SAMPLE_DATA, SUPPORT, Received, agent_mail, mail,
-                     reply_to)
+from harness import CLAIRE, GREGOIRE, HELENE, MATHILDE, PAUL, SAMPLE_DATA, SUPPORT, Received, agent_mail, mail, reply_to
 from sqlalchemy import Engine, select
 
-from gateway.address import SupportAddress
 from gateway import intake, refdata
+from gateway.address import SupportAddress
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
@@ -126,7 +125,7 @@ def smtp(settings: Settings, relay: Any) -> Settings:
 
 # -- what goes out -----------------------------------------------------------------------------
 
-def test_one_copy_per_recipient_each_with_its_own_reply_token(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_one_copy_per_recipient_each_with_its_own_reply_token(loaded, smtp, relay, t0) -> None:
     number, opening_id = open_case(loaded, smtp, t0, cc=[PAUL])
     assert send.drain(loaded, smtp, now=t0) == {"sent": 4}
     got = relay.wait_count(4)
@@ -166,7 +165,7 @@ def test_one_copy_per_recipient_each_with_its_own_reply_token(loaded, smtp, rela
     assert {r.status for r in deliveries(loaded)} == {"sent"}
 
 
-def test_every_message_of_a_case_threads_under_its_first(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_every_message_of_a_case_threads_under_its_first(loaded, smtp, relay, t0) -> None:
     number, opening_id = open_case(loaded, smtp, t0, cc=[PAUL])
     send.drain(loaded, smtp, now=t0)
     [ack] = relay.to(CLAIRE)
@@ -194,7 +193,7 @@ def test_every_message_of_a_case_threads_under_its_first(loaded, smtp, relay, t0
         assert r.subject.startswith(f"[Dossier #{number}] ")
 
 
-def test_accented_subjects_and_names_read_exactly_in_a_strict_client(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_accented_subjects_and_names_read_exactly_in_a_strict_client(loaded, smtp, relay, t0) -> None:
     # Python's own folding put the space between "être" and "traitée" between two encoded
     # words, which mutt and Thunderbird drop; the relay fixture checks every header too.
     inactive = "[CLIENT C10042] [SERIE SN-1B22-0042] [CRITICITE 2] Bulletins de paie"
@@ -222,7 +221,7 @@ def _assert_no_injection(received: list[Received], expected: set[str]) -> None:
         assert "\n" not in r.subject and "\r" not in r.subject
 
 
-def test_no_header_injection_through_a_case_title(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_no_header_injection_through_a_case_title(loaded, smtp, relay, t0) -> None:
     raw = (f"From: Claire Martin <{CLAIRE}>\r\nTo: {SUPPORT}\r\nMessage-ID: <inject-1@example.org>\r\n"
            f"Subject: [CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE 2] "
            f"{_encoded('Factures' + chr(13) + chr(10) + 'Bcc: ' + EVIL)}\r\n"
@@ -233,7 +232,7 @@ def test_no_header_injection_through_a_case_title(loaded, smtp, relay, t0) -> No
     _assert_no_injection(relay.wait_count(3), {CLAIRE, MATHILDE, GREGOIRE})
 
 
-def test_no_header_injection_through_a_display_name(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_no_header_injection_through_a_display_name(loaded, smtp, relay, t0) -> None:
     # The sender's display name is used to answer them (here: a refusal).
     raw = (f"From: {_encoded('Claire' + chr(13) + chr(10) + 'Bcc: ' + EVIL)} <{CLAIRE}>\r\n"
            f"To: {SUPPORT}\r\nMessage-ID: <inject-2@example.org>\r\nSubject: Sans les champs\r\n"
@@ -254,7 +253,7 @@ def test_no_header_injection_through_a_display_name(loaded, smtp, relay, t0) -> 
 
 # -- retries -----------------------------------------------------------------------------------
 
-def test_relay_down_delays_with_growing_steps_and_loses_nothing(loaded, settings, relay, free_port,  # noqa: ANN001
+def test_relay_down_delays_with_growing_steps_and_loses_nothing(loaded, settings, relay, free_port,
                                                                 t0) -> None:
     down = via(settings, free_port())  # nothing listens there
     open_case(loaded, down, t0, cc=[PAUL])
@@ -280,7 +279,7 @@ def test_relay_down_delays_with_growing_steps_and_loses_nothing(loaded, settings
     assert {(row.status, row.attempts) for row in deliveries(loaded)} == {("sent", 5)}
 
 
-def test_a_temporary_refusal_is_retried(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_a_temporary_refusal_is_retried(loaded, smtp, relay, t0) -> None:
     relay.refuse = lambda rcpt: "451 4.3.0 try later" if rcpt.lower() == CLAIRE else None
     open_case(loaded, smtp, t0)
     assert send.drain(loaded, smtp, now=t0) == {"sent": 2, "pending": 1}
@@ -292,7 +291,7 @@ def test_a_temporary_refusal_is_retried(loaded, smtp, relay, t0) -> None:  # noq
     assert len(relay.to(CLAIRE)) == 1 and one(loaded, CLAIRE).status == "sent"
 
 
-def test_a_permanent_refusal_is_set_aside_and_the_operator_retries_it(loaded, smtp, relay, t0,  # noqa: ANN001
+def test_a_permanent_refusal_is_set_aside_and_the_operator_retries_it(loaded, smtp, relay, t0,
                                                                       tmp_path) -> None:
     relay.refuse = lambda rcpt: "550 5.1.1 no such user" if rcpt.lower() == PAUL else None
     open_case(loaded, smtp, t0, cc=[PAUL])
@@ -309,7 +308,7 @@ def test_a_permanent_refusal_is_set_aside_and_the_operator_retries_it(loaded, sm
     assert len(relay.to(PAUL)) == 1 and one(loaded, PAUL).status == "sent"
 
 
-def test_a_delivery_failing_past_the_give_up_delay_is_set_aside(loaded, settings, free_port, t0,  # noqa: ANN001
+def test_a_delivery_failing_past_the_give_up_delay_is_set_aside(loaded, settings, free_port, t0,
                                                                 tmp_path) -> None:
     down = via(settings, free_port(), give_up_after_hours=2)
     open_case(loaded, down, t0)
@@ -324,7 +323,7 @@ def test_a_delivery_failing_past_the_give_up_delay_is_set_aside(loaded, settings
 
 # -- maildir ---------------------------------------------------------------------------------------
 
-def test_maildir_transport_writes_one_file_per_delivery(loaded, settings, tmp_path, t0) -> None:  # noqa: ANN001
+def test_maildir_transport_writes_one_file_per_delivery(loaded, settings, tmp_path, t0) -> None:
     folder = tmp_path / "outgoing" / "sent"  # its parent does not exist yet either
     to_maildir = dataclasses.replace(settings, outbound=dataclasses.replace(
         settings.outbound, transport="maildir", maildir=str(folder)))
@@ -359,7 +358,7 @@ def test_maildir_transport_writes_one_file_per_delivery(loaded, settings, tmp_pa
 
 # -- two senders at once ---------------------------------------------------------------------------
 
-def test_two_concurrent_drains_deliver_each_delivery_exactly_once(loaded, smtp, relay, t0) -> None:  # noqa: ANN001
+def test_two_concurrent_drains_deliver_each_delivery_exactly_once(loaded, smtp, relay, t0) -> None:
     # More deliveries than one claim takes (50), so that both senders find work; sixteen
     # openings by one author in a row would otherwise be capped as a flood.
     smtp = dataclasses.replace(smtp, support=dataclasses.replace(smtp.support, notices_per_window=100))

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import types
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -150,7 +150,7 @@ def test_windows_1252_quoted_printable_with_encoded_subject() -> None:
     assert (parsed.from_name, parsed.from_addr) == ("Hélène Dupré", "helene.dupre@client.example")
     assert "l’export coûte 50 € de frais – c’est une erreur." in parsed.text
     assert "l’œuvre" in parsed.text
-    assert parsed.date == datetime(2026, 11, 2, 7, 8, tzinfo=timezone.utc)
+    assert parsed.date == datetime(2026, 11, 2, 7, 8, tzinfo=UTC)
     assert parsed.return_path == "helene.dupre@client.example"
 
 
@@ -206,7 +206,7 @@ def test_automatic_answer_headers() -> None:
     assert parsed.reply_to == ("secretariat@client.example",)
     assert parsed.subject == "Réponse automatique : absent"
     assert parsed.content_language == "en-gb"
-    assert parsed.date == datetime(2026, 11, 4, 8, 0, tzinfo=timezone.utc)  # "-0000": UTC
+    assert parsed.date == datetime(2026, 11, 4, 8, 0, tzinfo=UTC)  # "-0000": UTC
     assert len(parsed.authentication_results) == 2
     assert "\n" not in parsed.authentication_results[0]
     assert "spf=pass" in parsed.authentication_results[0]

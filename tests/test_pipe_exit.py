@@ -151,7 +151,7 @@ def readonly_sqlite(tmp_path: Path) -> Iterator[str]:
 # -- failures to store ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("close_at_once", [False, True], ids=["reads-4k", "closes-at-once"])
-def test_a_read_only_sqlite_database_defers_the_message(readonly_sqlite, tmp_path, close_at_once) -> None:  # noqa: ANN001
+def test_a_read_only_sqlite_database_defers_the_message(readonly_sqlite, tmp_path, close_at_once) -> None:
     config = write_config(tmp_path / "gateway.toml", readonly_sqlite)
     result = deliver(config, mail(CLAIRE, OPEN).as_bytes(), unprivileged(), close_at_once)
     assert_deferred(result)
@@ -160,7 +160,7 @@ def test_a_read_only_sqlite_database_defers_the_message(readonly_sqlite, tmp_pat
         assert result.output.endswith(b"; the MTA will retry\n"), result.output
 
 
-def test_the_traceback_goes_to_the_log_file(readonly_sqlite, tmp_path) -> None:  # noqa: ANN001
+def test_the_traceback_goes_to_the_log_file(readonly_sqlite, tmp_path) -> None:
     folder = tmp_path / "log"
     folder.mkdir()
     folder.chmod(0o777)  # the child may run as nobody
@@ -171,7 +171,7 @@ def test_the_traceback_goes_to_the_log_file(readonly_sqlite, tmp_path) -> None: 
 
 
 @pytest.mark.postgres
-def test_a_read_only_postgresql_database_defers_the_message(postgres_database, tmp_path) -> None:  # noqa: ANN001
+def test_a_read_only_postgresql_database_defers_the_message(postgres_database, tmp_path) -> None:
     engine = create_engine(postgres_database)
     name = make_url(postgres_database).database
     msg = mail(CLAIRE, OPEN)
@@ -192,7 +192,7 @@ def test_a_read_only_postgresql_database_defers_the_message(postgres_database, t
         engine.dispose()
 
 
-def test_a_missing_configuration_defers_the_message(tmp_path) -> None:  # noqa: ANN001
+def test_a_missing_configuration_defers_the_message(tmp_path) -> None:
     result = Cli(tmp_path / "missing.toml")("ingest", input=mail(CLAIRE, OPEN).as_bytes())
     assert result.exit_code == 75, result.output
     assert result.stderr.startswith("gateway: could not store the message (configuration file ")
@@ -202,14 +202,14 @@ def test_a_missing_configuration_defers_the_message(tmp_path) -> None:  # noqa: 
 # -- stored ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("close_at_once", [False, True], ids=["reads-4k", "closes-at-once"])
-def test_a_stored_message_exits_0_in_silence(settings, loaded, tmp_path, close_at_once) -> None:  # noqa: ANN001
+def test_a_stored_message_exits_0_in_silence(settings, loaded, tmp_path, close_at_once) -> None:
     msg = mail(CLAIRE, OPEN)
     config = write_config(tmp_path / "gateway.toml", settings.database_url)
     assert deliver(config, msg.as_bytes(), close_at_once=close_at_once) == Exit(0, b"")
     assert stored(loaded, msg["Message-ID"]) == ["created"]
 
 
-def test_a_replay_whose_output_is_closed_exits_0(settings, loaded, tmp_path) -> None:  # noqa: ANN001
+def test_a_replay_whose_output_is_closed_exits_0(settings, loaded, tmp_path) -> None:
     msg = mail(CLAIRE, OPEN)
     (tmp_path / "open.eml").write_bytes(msg.as_bytes())
     config = write_config(tmp_path / "gateway.toml", settings.database_url)
@@ -218,7 +218,7 @@ def test_a_replay_whose_output_is_closed_exits_0(settings, loaded, tmp_path) -> 
     assert stored(loaded, msg["Message-ID"]) == ["created"]
 
 
-def test_a_log_file_that_cannot_be_opened_changes_nothing(tmp_path) -> None:  # noqa: ANN001
+def test_a_log_file_that_cannot_be_opened_changes_nothing(tmp_path) -> None:
     url = sqlite_database(tmp_path / "gateway.sqlite3")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the log folder should be")
@@ -228,7 +228,7 @@ def test_a_log_file_that_cannot_be_opened_changes_nothing(tmp_path) -> None:  # 
 
 # -- syslog ------------------------------------------------------------------------------------
 
-def test_a_pipe_logs_to_syslog_with_facility_mail(tmp_path) -> None:  # noqa: ANN001
+def test_a_pipe_logs_to_syslog_with_facility_mail(tmp_path) -> None:
     address = tmp_path / "log"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(address))
@@ -248,7 +248,7 @@ def test_a_pipe_logs_to_syslog_with_facility_mail(tmp_path) -> None:  # noqa: AN
     assert b"Traceback" in datagram and b"disk on fire" in datagram
 
 
-def test_without_a_syslog_listener_a_pipe_logs_nowhere(tmp_path, capfd) -> None:  # noqa: ANN001
+def test_without_a_syslog_listener_a_pipe_logs_nowhere(tmp_path, capfd) -> None:
     address = tmp_path / "log"
     address.write_text("a socket file nobody listens on")
     logs.for_pipe(str(address))
@@ -277,7 +277,7 @@ def _await_open(pid: int, path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGPIPE],
                          ids=lambda s: signal.Signals(s).name)
-def test_a_signal_before_the_commit_defers_the_message_at_once(tmp_path, signum) -> None:  # noqa: ANN001
+def test_a_signal_before_the_commit_defers_the_message_at_once(tmp_path, signum) -> None:
     path = tmp_path / "gateway.sqlite3"
     url = sqlite_database(path)
     config = write_config(tmp_path / "gateway.toml", url)

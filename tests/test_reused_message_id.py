@@ -25,12 +25,12 @@ def with_id(msg: EmailMessage, message_id: str = REUSED) -> EmailMessage:
     return msg
 
 
-def first_id(engine) -> int:  # noqa: ANN001
+def first_id(engine) -> int:
     with session_scope(engine) as session:
         return session.scalar(select(InboundMessage.id).order_by(InboundMessage.id).limit(1))
 
 
-def test_another_sender_under_a_known_message_id_is_processed_and_flagged(loaded, settings) -> None:  # noqa: ANN001
+def test_another_sender_under_a_known_message_id_is_processed_and_flagged(loaded, settings) -> None:
     first = deliver(loaded, settings, with_id(mail(CLAIRE, OPEN)))
     second = deliver(loaded, settings, with_id(mail(PAUL, OPEN.replace("Factures", "Avoirs"), "Autre chose.\n")))
     assert first[0] == second[0] == "created" and first[2] != second[2]
@@ -41,13 +41,13 @@ def test_another_sender_under_a_known_message_id_is_processed_and_flagged(loaded
     assert threads[0] == REUSED and threads[1] != REUSED  # replies to the id find the first case
 
 
-def test_the_same_sender_with_another_body_is_another_message(loaded, settings) -> None:  # noqa: ANN001
+def test_the_same_sender_with_another_body_is_another_message(loaded, settings) -> None:
     deliver(loaded, settings, with_id(mail(CLAIRE, OPEN, "Premier texte.\n")))
     outcome, reasons, _ = deliver(loaded, settings, with_id(mail(CLAIRE, OPEN, "Second texte.\n")))
     assert outcome == "created" and reasons[-1].startswith("reuses the Message-ID of message")
 
 
-def test_the_same_message_by_two_mx_hosts_is_a_duplicate(loaded, settings) -> None:  # noqa: ANN001
+def test_the_same_message_by_two_mx_hosts_is_a_duplicate(loaded, settings) -> None:
     raw = with_id(mail(CLAIRE, OPEN)).as_bytes()
     first = deliver(loaded, settings, b"Received: from mx1.example by gw; Mon, 30 Nov 2026 10:00:00 +0100\n" + raw)
     again = deliver(loaded, settings, b"Received: from mx2.example by gw; Mon, 30 Nov 2026 10:00:02 +0100\n"
@@ -57,7 +57,7 @@ def test_the_same_message_by_two_mx_hosts_is_a_duplicate(loaded, settings) -> No
     assert len(sent_to(loaded, CLAIRE)) == 1
 
 
-def test_a_replayed_folder_tells_them_apart_the_same_way(loaded, settings) -> None:  # noqa: ANN001
+def test_a_replayed_folder_tells_them_apart_the_same_way(loaded, settings) -> None:
     raw = with_id(mail(CLAIRE, OPEN)).as_bytes()
     other = with_id(mail(PAUL, OPEN, "Autre chose.\n")).as_bytes()
     stored = intake.store_many(loaded, [raw, b"Received: from mx2\n" + raw, other], "pipe")
@@ -67,7 +67,7 @@ def test_a_replayed_folder_tells_them_apart_the_same_way(loaded, settings) -> No
     assert outcomes[1].reasons[-1] == f"reuses the Message-ID of message {stored[0].id} with other content"
 
 
-def test_a_copy_of_a_message_stored_before_content_keys_is_a_duplicate(loaded, settings, tmp_path) -> None:  # noqa: ANN001
+def test_a_copy_of_a_message_stored_before_content_keys_is_a_duplicate(loaded, settings, tmp_path) -> None:
     raw = with_id(mail(CLAIRE, OPEN)).as_bytes()
     deliver(loaded, settings, raw)
     with session_scope(loaded) as session:  # the key an older gateway wrote: the bare Message-ID

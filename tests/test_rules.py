@@ -10,18 +10,17 @@ import pytest
 from harness import ADV, CLAIRE, GREGOIRE, HELENE, MATHILDE, OLIVER, PAUL, SUPPORT, agent_mail, mail
 from sqlalchemy import func, select
 
-from gateway.address import SupportAddress
 from gateway import intake, views
+from gateway.address import SupportAddress
 from gateway.db import session_scope, utcnow
-from gateway.models import (Case, Contract, Delivery, InboundMessage, LicenceRefusal, OutboundMessage,
-                            PointsEntry)
+from gateway.models import Case, Contract, Delivery, InboundMessage, LicenceRefusal, OutboundMessage, PointsEntry
 from gateway.outbound import token
 from gateway.pipeline import run
 
 OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Factures impossibles"
 
 
-def deliver(engine, settings, msg, envelope_from=None, envelope_to=None, now=None):  # noqa: ANN001, ANN201
+def deliver(engine, settings, msg, envelope_from=None, envelope_to=None, now=None):
     raw = msg if isinstance(msg, bytes) else msg.as_bytes()
     stored = intake.store(engine, raw, "pipe", envelope_from, envelope_to)
     run.process(engine, settings, stored.id, now=now)
@@ -30,7 +29,7 @@ def deliver(engine, settings, msg, envelope_from=None, envelope_to=None, now=Non
         return row.outcome, list(row.reasons), row.case_id
 
 
-def sent_to(engine, address):  # noqa: ANN001, ANN201
+def sent_to(engine, address):
     """(kind, subject, text, message) of everything queued for `address`, oldest first."""
     with session_scope(engine) as session:
         rows = session.execute(select(OutboundMessage).join(Delivery)
@@ -38,12 +37,12 @@ def sent_to(engine, address):  # noqa: ANN001, ANN201
         return [(m.kind, m.subject, m.text, m) for m in rows]
 
 
-def case_detail(engine, number):  # noqa: ANN001, ANN201
+def case_detail(engine, number):
     with session_scope(engine) as session:
         return views.case_detail(session, number)
 
 
-def open_case(engine, settings, **kw):  # noqa: ANN001, ANN003, ANN201
+def open_case(engine, settings, **kw):
     outcome, reasons, case = deliver(engine, settings, mail(CLAIRE, kw.pop("subject", OPEN), **kw))
     assert outcome == "created", reasons
     return case
@@ -51,7 +50,7 @@ def open_case(engine, settings, **kw):  # noqa: ANN001, ANN003, ANN201
 
 # -- opening ---------------------------------------------------------------------------
 
-def test_opening_acknowledges_and_notifies_agents(loaded, settings) -> None:  # noqa: ANN001
+def test_opening_acknowledges_and_notifies_agents(loaded, settings) -> None:
     number = open_case(loaded, settings, cc=[PAUL, "stranger@elsewhere.example"])
     [(kind, subject, text, _)] = sent_to(loaded, CLAIRE)
     assert kind == "case_opened" and subject == f"[Dossier #{number}] Factures impossibles"
@@ -77,7 +76,7 @@ def test_opening_acknowledges_and_notifies_agents(loaded, settings) -> None:  # 
     ("[Dossier #999] Un dossier qui n'existe pas", "case_not_found"),
     ("[INFO] Sans dossier", "needs_case"),
 ])
-def test_refusals_say_what_was_wrong_with_an_example(loaded, settings, subject, problem) -> None:  # noqa: ANN001
+def test_refusals_say_what_was_wrong_with_an_example(loaded, settings, subject, problem) -> None:
     outcome, reasons, case = deliver(loaded, settings, mail(CLAIRE, subject))
     assert outcome == "refused" and case is None
     assert reasons[0].startswith(problem)
@@ -88,7 +87,7 @@ def test_refusals_say_what_was_wrong_with_an_example(loaded, settings, subject, 
         assert session.scalar(select(func.count()).select_from(Case)) == 0
 
 
-def test_refusals_never_disclose_another_clients_data(loaded, settings) -> None:  # noqa: ANN001
+def test_refusals_never_disclose_another_clients_data(loaded, settings) -> None:
     deliver(loaded, settings, mail(CLAIRE, "[CLIENT C10042] [SERIE SN-88C1-5530] [CRITICITE 2] Test"))
     deliver(loaded, settings, mail(CLAIRE, "[CLIENT C20077] [SERIE SN-88C1-5530] [CRITICITE 2] Test"))
     for _kind, _subject, text, message in sent_to(loaded, CLAIRE):
@@ -96,14 +95,14 @@ def test_refusals_never_disclose_another_clients_data(loaded, settings) -> None:
             assert secret not in text and secret not in message.html
 
 
-def test_missing_details_and_no_attachment_is_refused(loaded, settings) -> None:  # noqa: ANN001
+def test_missing_details_and_no_attachment_is_refused(loaded, settings) -> None:
     outcome, reasons, _ = deliver(loaded, settings, mail(CLAIRE, OPEN, body="\n"))
     assert outcome == "refused" and reasons == ["missing_details"]
     number = open_case(loaded, settings, body="\n", attachments=[("capture.png", b"\x89PNG....", "image/png")])
     assert case_detail(loaded, number)["attachments"][0]["filename"] == "capture.png"
 
 
-def test_fields_may_be_given_at_the_top_of_the_body(loaded, settings) -> None:  # noqa: ANN001
+def test_fields_may_be_given_at_the_top_of_the_body(loaded, settings) -> None:
     body = "Client : C10042\nN° série : SN-7F3A-2291\nCriticité : bloquante\n\nBonjour,\nTout est bloqué."
     number = open_case(loaded, settings, subject="Plus rien ne marche", body=body)
     detail = case_detail(loaded, number)
@@ -111,7 +110,7 @@ def test_fields_may_be_given_at_the_top_of_the_body(loaded, settings) -> None:  
     assert detail["events"][0]["text"].startswith("Bonjour,")
 
 
-def test_unknown_sender_is_told_how_to_register(loaded, settings) -> None:  # noqa: ANN001
+def test_unknown_sender_is_told_how_to_register(loaded, settings) -> None:
     outcome, reasons, _ = deliver(loaded, settings, mail("nobody@unknown.example", OPEN))
     assert outcome == "refused" and reasons[0].startswith("not_a_contact")
     assert sent_to(loaded, "nobody@unknown.example")[0][0] == "refusal"
@@ -119,7 +118,7 @@ def test_unknown_sender_is_told_how_to_register(loaded, settings) -> None:  # no
 
 # -- priority ----------------------------------------------------------------------------
 
-def test_priority_debits_one_point_then_refuses_when_none_left(loaded, settings) -> None:  # noqa: ANN001
+def test_priority_debits_one_point_then_refuses_when_none_left(loaded, settings) -> None:
     first = open_case(loaded, settings, subject=OPEN + " [PRIORITE]")
     second = open_case(loaded, settings, subject=OPEN + " [PRIORITE]")
     assert case_detail(loaded, first)["priority"] is True
@@ -133,7 +132,7 @@ def test_priority_debits_one_point_then_refuses_when_none_left(loaded, settings)
     assert "ne dispose plus d'aucun point de priorité : le dossier est traité sans priorité" in acks[1]
 
 
-def test_priority_on_a_standard_contract_opens_without_priority(loaded, settings) -> None:  # noqa: ANN001
+def test_priority_on_a_standard_contract_opens_without_priority(loaded, settings) -> None:
     outcome, reasons, number = deliver(loaded, settings, mail(
         HELENE, "[CLIENT C20077] [SERIE SN-88C1-5530] [CRITICITE 3] [PRIORITE] Lenteurs"))
     assert outcome == "created" and "priority: not_eligible" in reasons
@@ -142,7 +141,7 @@ def test_priority_on_a_standard_contract_opens_without_priority(loaded, settings
 
 # -- licence enforcement ---------------------------------------------------------------------
 
-def test_inactive_licence_is_refused_and_sales_admin_alerted_once_a_day(loaded, settings) -> None:  # noqa: ANN001
+def test_inactive_licence_is_refused_and_sales_admin_alerted_once_a_day(loaded, settings) -> None:
     subject = "[CLIENT C10042] [SERIE SN-1B22-0042] [CRITICITE 2] Bulletins de paie"
     now = utcnow()
     for minutes in (0, 5):
@@ -162,7 +161,7 @@ def test_inactive_licence_is_refused_and_sales_admin_alerted_once_a_day(loaded, 
         assert session.scalar(select(func.count()).select_from(LicenceRefusal)) == 3
 
 
-def test_inactive_licence_refuses_additions_but_allows_closing(loaded, settings) -> None:  # noqa: ANN001
+def test_inactive_licence_refuses_additions_but_allows_closing(loaded, settings) -> None:
     number = open_case(loaded, settings)
     with session_scope(loaded) as session:
         session.get(Case, number).licence.active = False
@@ -176,7 +175,7 @@ def test_inactive_licence_refuses_additions_but_allows_closing(loaded, settings)
 
 # -- follow-ups -------------------------------------------------------------------------------
 
-def test_a_colleague_may_add_information_and_everyone_else_hears(loaded, settings) -> None:  # noqa: ANN001
+def test_a_colleague_may_add_information_and_everyone_else_hears(loaded, settings) -> None:
     number = open_case(loaded, settings)
     outcome, _, case = deliver(loaded, settings, mail(PAUL, f"RE: [Dossier #{number}] Factures", body="Même souci ici."))
     assert (outcome, case) == ("appended", number)
@@ -185,7 +184,7 @@ def test_a_colleague_may_add_information_and_everyone_else_hears(loaded, setting
     assert sent_to(loaded, MATHILDE)[-1][0] == "case_message"
 
 
-def test_a_stranger_learns_nothing_about_a_case(loaded, settings) -> None:  # noqa: ANN001
+def test_a_stranger_learns_nothing_about_a_case(loaded, settings) -> None:
     number = open_case(loaded, settings)
     for sender in (HELENE, "nobody@unknown.example"):
         outcome, reasons, case = deliver(loaded, settings, mail(sender, f"[Dossier #{number}] hello"))
@@ -195,7 +194,7 @@ def test_a_stranger_learns_nothing_about_a_case(loaded, settings) -> None:  # no
     assert len(case_detail(loaded, number)["events"]) == 1
 
 
-def test_info_request_is_flagged_to_agents_and_acknowledged(loaded, settings) -> None:  # noqa: ANN001
+def test_info_request_is_flagged_to_agents_and_acknowledged(loaded, settings) -> None:
     number = open_case(loaded, settings)
     outcome, _, _ = deliver(loaded, settings, mail(CLAIRE, f"[Dossier #{number}] [INFO] Des nouvelles ?"))
     assert outcome == "appended"
@@ -204,7 +203,7 @@ def test_info_request_is_flagged_to_agents_and_acknowledged(loaded, settings) ->
     assert case_detail(loaded, number)["events"][-1]["kind"] == "info_request"
 
 
-def test_reply_to_a_resolved_case_reopens_it(loaded, settings) -> None:  # noqa: ANN001
+def test_reply_to_a_resolved_case_reopens_it(loaded, settings) -> None:
     number = open_case(loaded, settings)
     deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] [RESOLU] corrigé", body="C'est corrigé."))
     assert case_detail(loaded, number)["status"] == "resolu"
@@ -213,7 +212,7 @@ def test_reply_to_a_resolved_case_reopens_it(loaded, settings) -> None:  # noqa:
     assert detail["status"] == "en_cours" and "reopened" in [e["kind"] for e in detail["events"]]
 
 
-def test_closed_case_reopens_within_the_delay_only(loaded, settings) -> None:  # noqa: ANN001
+def test_closed_case_reopens_within_the_delay_only(loaded, settings) -> None:
     number = open_case(loaded, settings)
     now = utcnow()
     deliver(loaded, settings, mail(CLAIRE, f"[Dossier #{number}] [CLOTURE] merci"), now=now)
@@ -229,7 +228,7 @@ def test_closed_case_reopens_within_the_delay_only(loaded, settings) -> None:  #
 
 # -- agents -------------------------------------------------------------------------------------
 
-def test_agent_note_is_never_sent_to_customers(loaded, settings) -> None:  # noqa: ANN001
+def test_agent_note_is_never_sent_to_customers(loaded, settings) -> None:
     number = open_case(loaded, settings, cc=[PAUL])
     before = len(sent_to(loaded, CLAIRE)) + len(sent_to(loaded, PAUL))
     outcome, _, _ = deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] [NOTE] client difficile",
@@ -242,7 +241,7 @@ def test_agent_note_is_never_sent_to_customers(loaded, settings) -> None:  # noq
 
 @pytest.mark.parametrize("tag, status", [("[ATTENTE]", "attente_client"), ("[RESOLU]", "resolu"),
                                          ("[CLOS]", "clos"), ("", "en_cours")])
-def test_agent_tags_set_the_status(loaded, settings, tag, status) -> None:  # noqa: ANN001
+def test_agent_tags_set_the_status(loaded, settings, tag, status) -> None:
     number = open_case(loaded, settings)
     deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"{tag} [Dossier #{number}] réponse", body="Voici la réponse."))
     assert case_detail(loaded, number)["status"] == status
@@ -251,14 +250,14 @@ def test_agent_tags_set_the_status(loaded, settings, tag, status) -> None:  # no
     assert message.to_header == [["Claire Martin", CLAIRE]]
 
 
-def test_agent_without_case_reference_is_told_how(loaded, settings) -> None:  # noqa: ANN001
+def test_agent_without_case_reference_is_told_how(loaded, settings) -> None:
     outcome, reasons, _ = deliver(loaded, settings, mail(MATHILDE, "Une question"))
     assert outcome == "refused" and reasons == ["agent_needs_case"]
 
 
 # -- threading -----------------------------------------------------------------------------------
 
-def test_reply_token_finds_the_case_when_the_subject_is_mangled(loaded, settings) -> None:  # noqa: ANN001
+def test_reply_token_finds_the_case_when_the_subject_is_mangled(loaded, settings) -> None:
     number = open_case(loaded, settings)
     with session_scope(loaded) as session:
         tok = session.scalar(select(Delivery.token).where(Delivery.recipient == CLAIRE))
@@ -274,7 +273,7 @@ def test_reply_token_finds_the_case_when_the_subject_is_mangled(loaded, settings
     assert outcome == "refused" and case is None
 
 
-def test_in_reply_to_our_own_mail_finds_the_case(loaded, settings) -> None:  # noqa: ANN001
+def test_in_reply_to_our_own_mail_finds_the_case(loaded, settings) -> None:
     number = open_case(loaded, settings)
     mid = sent_to(loaded, CLAIRE)[0][3].message_id
     msg = mail(CLAIRE, "Réponse sans tag", body="Complément.")
@@ -283,7 +282,7 @@ def test_in_reply_to_our_own_mail_finds_the_case(loaded, settings) -> None:  # n
     assert (outcome, case) == ("appended", number)
 
 
-def test_same_message_twice_opens_one_case_and_one_acknowledgement(loaded, settings) -> None:  # noqa: ANN001
+def test_same_message_twice_opens_one_case_and_one_acknowledgement(loaded, settings) -> None:
     msg = mail(CLAIRE, OPEN)
     assert deliver(loaded, settings, msg)[0] == "created"
     outcome, reasons, _ = deliver(loaded, settings, msg)
@@ -300,18 +299,18 @@ def test_same_message_twice_opens_one_case_and_one_acknowledgement(loaded, setti
     ({}, ""),
     ({"List-Id": "<users.lists.example>"}, None),
 ])
-def test_automatic_mail_is_never_answered(loaded, settings, headers, envelope_from) -> None:  # noqa: ANN001
+def test_automatic_mail_is_never_answered(loaded, settings, headers, envelope_from) -> None:
     outcome, reasons, _ = deliver(loaded, settings, mail(CLAIRE, OPEN, headers=headers), envelope_from=envelope_from)
     assert outcome == "ignored" and reasons[0].startswith("automatic message")
     assert sent_to(loaded, CLAIRE) == []
 
 
-def test_mailer_daemon_and_loops_are_ignored(loaded, settings) -> None:  # noqa: ANN001
+def test_mailer_daemon_and_loops_are_ignored(loaded, settings) -> None:
     assert deliver(loaded, settings, mail("MAILER-DAEMON@mx.example", "Undelivered"))[0] == "ignored"
     assert deliver(loaded, settings, mail(SUPPORT, OPEN))[0] == "ignored"
 
 
-def test_bounce_for_our_mail_marks_the_contact_failing(loaded, settings) -> None:  # noqa: ANN001
+def test_bounce_for_our_mail_marks_the_contact_failing(loaded, settings) -> None:
     open_case(loaded, settings, cc=[PAUL])
     ours = sent_to(loaded, PAUL)[0][3].message_id
     report = (
@@ -328,7 +327,7 @@ def test_bounce_for_our_mail_marks_the_contact_failing(loaded, settings) -> None
         assert views.status(session)["failing_contacts"] == 1
 
 
-def test_dmarc_failure_from_our_trusted_mta_makes_the_sender_unknown(loaded, settings) -> None:  # noqa: ANN001
+def test_dmarc_failure_from_our_trusted_mta_makes_the_sender_unknown(loaded, settings) -> None:
     trusting = dataclasses.replace(settings, support=dataclasses.replace(settings.support,
                                                                           trusted_authserv_id="mx.editeur.example"))
     forged = mail(CLAIRE, OPEN, headers={"Authentication-Results": "mx.editeur.example; dmarc=fail header.from=x"})
@@ -338,14 +337,14 @@ def test_dmarc_failure_from_our_trusted_mta_makes_the_sender_unknown(loaded, set
     assert deliver(loaded, trusting, other)[0] == "created"
 
 
-def test_answers_to_one_sender_are_rate_limited(loaded, settings) -> None:  # noqa: ANN001
+def test_answers_to_one_sender_are_rate_limited(loaded, settings) -> None:
     limited = dataclasses.replace(settings, support=dataclasses.replace(settings.support, answers_per_hour=3))
     for i in range(5):
         deliver(loaded, limited, mail("nobody@unknown.example", f"spam {i}"))
     assert len(sent_to(loaded, "nobody@unknown.example")) == 3
 
 
-def test_english_contacts_get_english_answers(loaded, settings) -> None:  # noqa: ANN001
+def test_english_contacts_get_english_answers(loaded, settings) -> None:
     outcome, _, number = deliver(loaded, settings, mail(
         OLIVER, "[CUSTOMER C30105] [SERIAL SN-42EE-9001] [SEVERITY high] Ledger export fails",
         body="Hi,\n\nThe ledger export stops at 87%.\n"))
@@ -355,7 +354,7 @@ def test_english_contacts_get_english_answers(loaded, settings) -> None:  # noqa
     assert text.startswith("Hello") and "Bonjour" not in text
 
 
-def test_a_failing_message_in_a_batch_is_held_alone(loaded, settings, tmp_path) -> None:  # noqa: ANN001
+def test_a_failing_message_in_a_batch_is_held_alone(loaded, settings, tmp_path) -> None:
     """The fast path of a batch falls back to one message per transaction: only the message
     whose processing raises (here: its refusal template is missing) is held."""
     templates = tmp_path / "templates"

@@ -7,6 +7,6 @@ from alembic.migration import MigrationContext
 from gateway.models import Base
 
 
-def test_migrations_match_the_models(engine) -> None:  # noqa: ANN001
+def test_migrations_match_the_models(engine) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

@@ -20,14 +20,14 @@ NEWCOMER = "julie.noel@boulangeries-lefevre.example"
 
 DMARC_PASS = "mx.editeur.example; dkim=pass header.d=boulangeries-lefevre.example; dmarc=pass header.from=boulangeries-lefevre.example"
 
-def contact_status(engine, email):  # noqa: ANN001, ANN201
+def contact_status(engine, email):
     with session_scope(engine) as session:
         return session.scalar(select(Contact.status).where(Contact.email == email))
 
 
 # -- follow ---------------------------------------------------------------------------------
 
-def test_follow_lists_open_closed_or_all_cases_of_the_senders_client(loaded, settings) -> None:  # noqa: ANN001
+def test_follow_lists_open_closed_or_all_cases_of_the_senders_client(loaded, settings) -> None:
     first = open_case(loaded, settings, subject=OPEN.replace("Factures impossibles", "Premier souci"))
     second = open_case(loaded, settings, subject=OPEN.replace("Factures impossibles", "Second souci"))
     deliver(loaded, settings, mail(CLAIRE, f"[Dossier #{first}] [CLOTURE] merci"))
@@ -46,7 +46,7 @@ def test_follow_lists_open_closed_or_all_cases_of_the_senders_client(loaded, set
     assert f"#{second}" in text
 
 
-def test_follow_one_case_shows_its_timeline_without_internal_notes(loaded, settings) -> None:  # noqa: ANN001
+def test_follow_one_case_shows_its_timeline_without_internal_notes(loaded, settings) -> None:
     number = open_case(loaded, settings, attachments=[("journal.log", b"log", "text/plain")])
     deliver(loaded, settings, agent_mail(loaded, settings, MATHILDE, number, f"[Dossier #{number}] [NOTE] client pénible",
                                          body="Ne pas rappeler."))
@@ -60,7 +60,7 @@ def test_follow_one_case_shows_its_timeline_without_internal_notes(loaded, setti
     assert "Ne pas rappeler" not in text + message.html and "pénible" not in text + message.html
 
 
-def test_follow_never_shows_another_clients_case(loaded, settings) -> None:  # noqa: ANN001
+def test_follow_never_shows_another_clients_case(loaded, settings) -> None:
     number = open_case(loaded, settings)
     for sender in (HELENE, "nobody@unknown.example"):
         outcome, _, case = deliver(loaded, settings, mail(sender, f"[SUIVI #{number}]"))
@@ -70,7 +70,7 @@ def test_follow_never_shows_another_clients_case(loaded, settings) -> None:  # n
     assert outcome == "refused" and reasons == ["follow_unknown_sender"]
 
 
-def test_follow_list_of_a_large_account_is_bounded(loaded, settings) -> None:  # noqa: ANN001
+def test_follow_list_of_a_large_account_is_bounded(loaded, settings) -> None:
     with session_scope(loaded) as session:
         template = session.get(Case, open_case(loaded, settings))
         for i in range(120):
@@ -87,7 +87,7 @@ def test_follow_list_of_a_large_account_is_bounded(loaded, settings) -> None:  #
 
 # -- distribution list ------------------------------------------------------------------------
 
-def test_distribution_changes_are_checked_recorded_and_confirmed(loaded, settings) -> None:  # noqa: ANN001
+def test_distribution_changes_are_checked_recorded_and_confirmed(loaded, settings) -> None:
     number = open_case(loaded, settings)
     outcome, reasons, _ = deliver(loaded, settings, mail(
         CLAIRE, f"[Dossier #{number}] [DIFFUSION +{PAUL}; +{HELENE}, -{CLAIRE} -nobody@x.example]"))
@@ -103,14 +103,14 @@ def test_distribution_changes_are_checked_recorded_and_confirmed(loaded, setting
     assert case_detail(loaded, number)["distribution_list"] == []
 
 
-def test_distribution_tag_at_opening_adds_contacts(loaded, settings) -> None:  # noqa: ANN001
+def test_distribution_tag_at_opening_adds_contacts(loaded, settings) -> None:
     number = open_case(loaded, settings, subject=OPEN + f" [DIFFUSION +{PAUL}]")
     assert case_detail(loaded, number)["distribution_list"] == [PAUL]
 
 
 # -- priority points --------------------------------------------------------------------------
 
-def test_priority_on_an_open_case_once_only(loaded, settings) -> None:  # noqa: ANN001
+def test_priority_on_an_open_case_once_only(loaded, settings) -> None:
     number = open_case(loaded, settings)
     assert deliver(loaded, settings, mail(CLAIRE, f"[Dossier #{number}] [PRIORITE]", body="\n"))[1] == ["priority: granted"]
     assert deliver(loaded, settings, mail(PAUL, f"[Dossier #{number}] [PRIORITY]", body="\n"))[1] == ["priority: already"]
@@ -119,7 +119,7 @@ def test_priority_on_an_open_case_once_only(loaded, settings) -> None:  # noqa: 
         assert session.scalar(select(Contract.points).where(Contract.client_id == 1)) == 0
 
 
-def test_two_priority_requests_at_once_never_go_below_zero(loaded, settings) -> None:  # noqa: ANN001
+def test_two_priority_requests_at_once_never_go_below_zero(loaded, settings) -> None:
     first, second = open_case(loaded, settings), open_case(loaded, settings)
     ids = [intake.store(loaded, mail(CLAIRE, f"[Dossier #{n}] [PRIORITE]", body="\n").as_bytes(), "pipe").id
            for n in (first, second)]
@@ -150,7 +150,7 @@ def test_two_priority_requests_at_once_never_go_below_zero(loaded, settings) -> 
 REGISTER = "[INSCRIPTION] [CLIENT C10042] [SERIE SN-7F3A-2291]"
 
 
-def test_registration_sends_a_code_and_the_reply_activates_the_contact(loaded, settings) -> None:  # noqa: ANN001
+def test_registration_sends_a_code_and_the_reply_activates_the_contact(loaded, settings) -> None:
     outcome, _, _ = deliver(loaded, settings, mail(NEWCOMER, REGISTER, name="Julie Noël"))
     assert outcome == "appended"
     kinds = [k for k, *_ in sent_to(loaded, NEWCOMER)]
@@ -167,7 +167,7 @@ def test_registration_sends_a_code_and_the_reply_activates_the_contact(loaded, s
     assert deliver(loaded, settings, mail(NEWCOMER, OPEN))[0] == "created"
 
 
-def test_registration_failures_get_the_same_neutral_answer(loaded, settings) -> None:  # noqa: ANN001
+def test_registration_failures_get_the_same_neutral_answer(loaded, settings) -> None:
     deliver(loaded, settings, mail(NEWCOMER, REGISTER))
     neutral = sent_to(loaded, NEWCOMER)[0]
     for i, subject in enumerate(["[INSCRIPTION] [CLIENT C10042] [SERIE SN-88C1-5530]",   # another client's
@@ -181,7 +181,7 @@ def test_registration_failures_get_the_same_neutral_answer(loaded, settings) -> 
         assert contact_status(loaded, stranger) is None
 
 
-def test_registration_is_rate_limited_per_sender(loaded, settings) -> None:  # noqa: ANN001
+def test_registration_is_rate_limited_per_sender(loaded, settings) -> None:
     for _ in range(5):
         deliver(loaded, settings, mail("probe@elsewhere.example", "[INSCRIPTION] [CLIENT C1] [SERIE S]"))
     limit = settings.contacts.registrations_per_sender_per_day
@@ -190,7 +190,7 @@ def test_registration_is_rate_limited_per_sender(loaded, settings) -> None:  # n
 
 # -- contacts ---------------------------------------------------------------------------------
 
-def test_a_contact_adds_a_colleague_who_is_told(loaded, settings) -> None:  # noqa: ANN001
+def test_a_contact_adds_a_colleague_who_is_told(loaded, settings) -> None:
     body = f"Bonjour,\n\nNom : Julie Noël\nEmail : {NEWCOMER}\nTéléphone : 04 72 00 11 33\n"
     outcome, _, _ = deliver(loaded, settings, mail(CLAIRE, "[INTERLOCUTEUR AJOUT]", body=body))
     assert outcome == "held" and contact_status(loaded, NEWCOMER) is None  # until Claire confirms
@@ -211,7 +211,7 @@ def test_a_contact_adds_a_colleague_who_is_told(loaded, settings) -> None:  # no
         assert session.scalar(select(Contact.phone).where(Contact.email == NEWCOMER)) == "06 00 00 00 00"
 
 
-def test_contact_commands_validate_and_refuse_clearly(loaded, settings) -> None:  # noqa: ANN001
+def test_contact_commands_validate_and_refuse_clearly(loaded, settings) -> None:
     cases = [(CLAIRE, "[INTERLOCUTEUR AJOUT]", "Nom : Sans Adresse", "contact_missing_email"),
              (CLAIRE, "[INTERLOCUTEUR AJOUT]", "Nom : X\nEmail : pas une adresse", "contact_bad_email"),
              (CLAIRE, "[INTERLOCUTEUR MODIF]", "Email : inconnu@boulangeries-lefevre.example", "contact_unknown"),
@@ -223,7 +223,7 @@ def test_contact_commands_validate_and_refuse_clearly(loaded, settings) -> None:
     assert contact_status(loaded, NEWCOMER) is None
 
 
-def test_removing_a_contact_opens_a_case_for_support(loaded, settings) -> None:  # noqa: ANN001
+def test_removing_a_contact_opens_a_case_for_support(loaded, settings) -> None:
     outcome, _, number = deliver(loaded, settings, mail(CLAIRE, "[INTERLOCUTEUR SUPPRESSION]",
                                                         body=f"Email : {PAUL}\n\nPaul a quitté la société."))
     assert outcome == "created"
@@ -232,14 +232,14 @@ def test_removing_a_contact_opens_a_case_for_support(loaded, settings) -> None: 
     assert contact_status(loaded, PAUL) == CONTACT_ACTIVE
 
 
-def test_registration_confirmed_with_the_code_in_the_subject(loaded, settings) -> None:  # noqa: ANN001
+def test_registration_confirmed_with_the_code_in_the_subject(loaded, settings) -> None:
     deliver(loaded, settings, mail(NEWCOMER, REGISTER))
     code = re.search(r"\b(\d{6})\b", sent_to(loaded, NEWCOMER)[1][2]).group(1)
     outcome, _, _ = deliver(loaded, settings, mail(NEWCOMER, f"[INSCRIPTION {code}]"))
     assert outcome == "appended" and contact_status(loaded, NEWCOMER) == CONTACT_ACTIVE
 
 
-def test_a_registration_code_expires(loaded, settings) -> None:  # noqa: ANN001
+def test_a_registration_code_expires(loaded, settings) -> None:
     now = utcnow()
     deliver(loaded, settings, mail(NEWCOMER, REGISTER), now=now)
     code = re.search(r"\b(\d{6})\b", sent_to(loaded, NEWCOMER)[1][2]).group(1)

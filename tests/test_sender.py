@@ -6,9 +6,8 @@ The relay stand-ins here hold a chosen message until the test lets it go (a slow
 count their connections, or drop the connection after each message."""
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ class CountingRelay(Relay):
         super().__init__(port)
         self.connections = 0
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         with self.changed:
             self.connections += 1
@@ -49,7 +48,7 @@ class SlowRelay(CountingRelay):
         self.nth, self.seen = nth, 0
         self.entered, self.gate = threading.Event(), threading.Event()
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+    async def handle_DATA(self, server, session, envelope):
         self.seen += 1
         if self.seen == self.nth:
             self.entered.set()
@@ -61,7 +60,7 @@ class DroppingRelay(CountingRelay):
     """Closes the connection right after accepting each message, as a relay with a short
     idle timeout, or one that restarts, does."""
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+    async def handle_DATA(self, server, session, envelope):
         answer = await super().handle_DATA(server, session, envelope)
         # Runs once the answer is written: the client reads "250", then the end of the stream.
         asyncio.get_running_loop().call_soon(server.transport.close)
@@ -84,7 +83,7 @@ def start(free_port: Callable[[], int]) -> Iterator[Callable[..., Any]]:
         relay.controller.stop()
 
 
-def lock_of(engine, delivery_id: int) -> dt.datetime:  # noqa: ANN001
+def lock_of(engine, delivery_id: int) -> dt.datetime:
     with session_scope(engine) as session:
         return session.scalar(select(Delivery.locked_until).where(Delivery.id == delivery_id))
 
@@ -101,7 +100,7 @@ def in_background(work: Callable[[], dict[str, int]]) -> tuple[threading.Thread,
     return thread, results
 
 
-def test_a_batch_whose_claim_expires_midway_sends_nothing_twice(loaded, settings: Settings, start) -> None:  # noqa: ANN001
+def test_a_batch_whose_claim_expires_midway_sends_nothing_twice(loaded, settings: Settings, start) -> None:
     slow, fast = start(SlowRelay, 2), start(CountingRelay)
     open_case(loaded, settings, utcnow(), OPEN, cc=[PAUL])
     ids = [row.id for row in deliveries(loaded)]
@@ -127,7 +126,7 @@ def test_a_batch_whose_claim_expires_midway_sends_nothing_twice(loaded, settings
     assert {(row.status, row.attempts) for row in deliveries(loaded)} == {("sent", 1)}
 
 
-def test_the_final_update_of_a_stale_sender_changes_nothing(loaded, settings: Settings, start) -> None:  # noqa: ANN001
+def test_the_final_update_of_a_stale_sender_changes_nothing(loaded, settings: Settings, start) -> None:
     slow, fast = start(SlowRelay, 1), start(CountingRelay)
     open_case(loaded, settings, utcnow(), OPEN, cc=[PAUL])
     rows = deliveries(loaded)
@@ -152,7 +151,7 @@ def test_the_final_update_of_a_stale_sender_changes_nothing(loaded, settings: Se
     assert len(slow.received) == 1 and len(fast.received) == 3
 
 
-def test_a_drain_goes_through_one_connection_and_a_refusal_affects_no_other(  # noqa: ANN001
+def test_a_drain_goes_through_one_connection_and_a_refusal_affects_no_other(
         loaded, settings: Settings, start) -> None:
     relay = start(CountingRelay)
     relay.refuse = lambda rcpt: {PAUL: "550 5.1.1 no such user", MATHILDE: "451 4.3.0 try later"}.get(rcpt.lower())
@@ -167,7 +166,7 @@ def test_a_drain_goes_through_one_connection_and_a_refusal_affects_no_other(  # 
     assert len(sent) == 26 == len(set(sent)) and {r for r, _ in sent} == {CLAIRE, GREGOIRE}
 
 
-def test_a_connection_the_relay_drops_is_opened_again(loaded, settings: Settings, start) -> None:  # noqa: ANN001
+def test_a_connection_the_relay_drops_is_opened_again(loaded, settings: Settings, start) -> None:
     relay = start(DroppingRelay)
     t0 = utcnow()
     open_case(loaded, settings, t0, OPEN, cc=[PAUL])

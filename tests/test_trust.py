@@ -19,18 +19,18 @@ OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Virements refusé
 ATTACKER = "attaquant@ailleurs.example"
 
 
-def case_of(engine, number):  # noqa: ANN001, ANN201
+def case_of(engine, number):
     with session_scope(engine) as session:
         return views.case_detail(session, number)
 
 
-def outcome_of(engine, msg):  # noqa: ANN001, ANN201
+def outcome_of(engine, msg):
     with session_scope(engine) as session:
         row = session.scalars(select(InboundMessage).where(InboundMessage.message_id == msg["Message-ID"])).one()
         return row.outcome, list(row.reasons)
 
 
-def opened(gw, relay):  # noqa: ANN001, ANN201
+def opened(gw, relay):
     """Claire opens case 1 with Paul in Cc; the agent's notice and Claire's acknowledgement."""
     send(gw.settings, mail(CLAIRE, OPEN, "Nos virements sont refusés.", cc=[PAUL]))
     got = relay.wait_for(lambda r: {x.rcpt for x in r} >= {CLAIRE, PAUL, MATHILDE, GREGOIRE})
@@ -38,14 +38,14 @@ def opened(gw, relay):  # noqa: ANN001, ANN201
     return next(r for r in got if r.rcpt == MATHILDE), next(r for r in got if r.rcpt == CLAIRE)
 
 
-def answer_to(relay, rcpt, msg):  # noqa: ANN001, ANN201
+def answer_to(relay, rcpt, msg):
     """The gateway's answer to `msg`, as `rcpt` receives it."""
-    def found(got):  # noqa: ANN001, ANN202
+    def found(got):
         return [x for x in got if x.rcpt == rcpt and str(x.message["In-Reply-To"]).strip() == msg["Message-ID"]]
     return found(relay.wait_for(lambda got: bool(found(got))))[-1]
 
 
-def settle(gw, relay):  # noqa: ANN001, ANN201
+def settle(gw, relay):
     """Wait until everything sent so far is processed: messages are processed in order, so
     once Claire's [SUIVI] is answered, the ones before it have their outcome."""
     probe = mail(CLAIRE, "[SUIVI]")
@@ -55,7 +55,7 @@ def settle(gw, relay):  # noqa: ANN001, ANN201
 
 # -- agents ------------------------------------------------------------------------------
 
-def test_a_forged_agent_reaches_no_customer_until_the_agent_confirms(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_forged_agent_reaches_no_customer_until_the_agent_confirms(gateway, relay, engine) -> None:
     opened(gateway, relay)
     forged = mail(MATHILDE, "[Dossier #1] [CLOS] Nouvelles coordonnées bancaires",
                   "Merci d'utiliser désormais l'IBAN FR76 0000 0000 0000.", name="Mathilde Roche")
@@ -74,7 +74,7 @@ def test_a_forged_agent_reaches_no_customer_until_the_agent_confirms(gateway, re
     assert case_of(engine, 1)["status"] == "clos"
 
 
-def test_a_token_used_from_another_address_proves_nothing(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_token_used_from_another_address_proves_nothing(gateway, relay, engine) -> None:
     notice, ack = opened(gateway, relay)
     # The agent's own reply address used by a stranger: a stranger may not write on the case.
     stolen = reply_to(notice, ATTACKER, "Changez d'IBAN.")
@@ -90,7 +90,7 @@ def test_a_token_used_from_another_address_proves_nothing(gateway, relay, engine
 
 
 @pytest.fixture
-def trusting(settings, loaded, relay, free_port):  # noqa: ANN001, ANN201
+def trusting(settings, loaded, relay, free_port):
     """A gateway that believes the Authentication-Results of mx.editeur.example."""
     trusted = dataclasses.replace(settings, support=dataclasses.replace(
         settings.support, trusted_authserv_id="mx.editeur.example"))
@@ -98,7 +98,7 @@ def trusting(settings, loaded, relay, free_port):  # noqa: ANN001, ANN201
         yield gw
 
 
-def test_our_mtas_dmarc_pass_for_the_agents_domain_is_proof(trusting, relay, engine) -> None:  # noqa: ANN001
+def test_our_mtas_dmarc_pass_for_the_agents_domain_is_proof(trusting, relay, engine) -> None:
     opened(trusting, relay)
     passed = "mx.editeur.example; spf=pass smtp.mailfrom=editeur.example; dmarc=pass header.from=editeur.example"
     send(trusting.settings, mail(MATHILDE, "[Dossier #1] [ATTENTE] Version ?", "Quelle version utilisez-vous ?",
@@ -117,7 +117,7 @@ def test_our_mtas_dmarc_pass_for_the_agents_domain_is_proof(trusting, relay, eng
 
 # -- who may read a company's cases --------------------------------------------------------
 
-def test_a_forged_contact_cannot_add_an_address_that_would_read_the_cases(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_forged_contact_cannot_add_an_address_that_would_read_the_cases(gateway, relay, engine) -> None:
     opened(gateway, relay)
     forged = mail(CLAIRE, "[INTERLOCUTEUR AJOUT]", f"Nom : Complice\nEmail : {ATTACKER}\n")
     send(gateway.settings, forged, sender=ATTACKER)
@@ -137,11 +137,11 @@ def test_a_forged_contact_cannot_add_an_address_that_would_read_the_cases(gatewa
 
 # -- strangers -----------------------------------------------------------------------------
 
-def _refusal_parts(received):  # noqa: ANN001, ANN201
+def _refusal_parts(received):
     return received.subject, received.text(), received.html()
 
 
-def test_a_stranger_gets_the_same_refusal_for_any_case_number(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_stranger_gets_the_same_refusal_for_any_case_number(gateway, relay, engine) -> None:
     opened(gateway, relay)
     stranger = "curieux@ailleurs.example"
     existing, missing = (mail(stranger, f"[Dossier #{n}] Bonjour", "Où en est ce dossier ?") for n in (1, 7))
@@ -158,12 +158,12 @@ NEWCOMER = "julie.noel@boulangeries-lefevre.example"
 REGISTER = "[INSCRIPTION] [CLIENT C10042] [SERIE SN-7F3A-2291]"
 
 
-def _code_mail(relay):  # noqa: ANN001, ANN201
+def _code_mail(relay):
     got = relay.wait_for(lambda r: any(x.rcpt == NEWCOMER and re.search(r"\b\d{6}\b", x.text()) for x in r))
     return next(r for r in got if r.rcpt == NEWCOMER and re.search(r"\b\d{6}\b", r.text()))
 
 
-def test_a_message_listing_every_code_activates_nothing(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_message_listing_every_code_activates_nothing(gateway, relay, engine) -> None:
     send(gateway.settings, mail(NEWCOMER, REGISTER))
     _code_mail(relay)
     every = "\n".join(f"{n:06d}" for n in range(0, 1_000_000, 7)) + "\n"
@@ -174,7 +174,7 @@ def test_a_message_listing_every_code_activates_nothing(gateway, relay, engine) 
         assert session.scalar(select(Contact.status).where(Contact.email == NEWCOMER)) == "pending"
 
 
-def test_a_few_wrong_codes_end_the_registration(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_a_few_wrong_codes_end_the_registration(gateway, relay, engine) -> None:
     send(gateway.settings, mail(NEWCOMER, REGISTER))
     code = re.search(r"\b(\d{6})\b", _code_mail(relay).text()).group(1)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -194,11 +194,11 @@ class Forwarder:
     """Claire's and Paul's mailboxes forward everything they get to the support address, as
     careless forwarders do: a new Message-ID, their own From, every header of ours dropped."""
 
-    def __init__(self, settings, relay) -> None:  # noqa: ANN001
+    def __init__(self, settings, relay) -> None:
         self.settings, self.relay, self.sent = settings, relay, 0
         relay.on_received = self.forward
 
-    def forward(self, received) -> None:  # noqa: ANN001
+    def forward(self, received) -> None:
         if received.rcpt not in (CLAIRE, PAUL) or self.sent >= 50:
             return
         self.sent += 1
@@ -206,7 +206,7 @@ class Forwarder:
         send(self.settings, copy)
 
 
-def idle(engine, timeout: float = 20.0) -> None:  # noqa: ANN001
+def idle(engine, timeout: float = 20.0) -> None:
     """Wait until nothing is left to process or to send, five looks in a row."""
     import time
 
@@ -224,7 +224,7 @@ def idle(engine, timeout: float = 20.0) -> None:  # noqa: ANN001
         time.sleep(0.1)
 
 
-def test_two_mailboxes_forwarding_everything_back_stop_by_themselves(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_two_mailboxes_forwarding_everything_back_stop_by_themselves(gateway, relay, engine) -> None:
     forwarder = Forwarder(gateway.settings, relay)
     send(gateway.settings, mail(CLAIRE, OPEN, "Nos virements sont refusés depuis ce matin.", cc=[PAUL]))
     idle(engine)
@@ -238,7 +238,7 @@ def test_two_mailboxes_forwarding_everything_back_stop_by_themselves(gateway, re
 
 # -- caps --------------------------------------------------------------------------------------
 
-def _deliveries(engine, address):  # noqa: ANN001, ANN201
+def _deliveries(engine, address):
     """(kind, status, text) of every delivery queued for `address`, oldest first."""
     from gateway.models import Delivery, OutboundMessage
     with session_scope(engine) as session:
@@ -247,7 +247,7 @@ def _deliveries(engine, address):  # noqa: ANN001, ANN201
             .where(Delivery.recipient == address).order_by(Delivery.id))]
 
 
-def test_thirty_replies_on_a_case_give_five_notices_then_one_digest(loaded, settings) -> None:  # noqa: ANN001
+def test_thirty_replies_on_a_case_give_five_notices_then_one_digest(loaded, settings) -> None:
     from test_rules import deliver, open_case
 
     from gateway.db import utcnow
@@ -266,8 +266,9 @@ def test_thirty_replies_on_a_case_give_five_notices_then_one_digest(loaded, sett
     assert [s for k, s, _ in _deliveries(loaded, PAUL) if k == "case_message"].count("merged") == 26
 
 
-def test_a_flood_of_openings_always_acknowledges_the_opener(loaded, settings) -> None:  # noqa: ANN001
-    from test_rules import OPEN as OPENING, deliver
+def test_a_flood_of_openings_always_acknowledges_the_opener(loaded, settings) -> None:
+    from test_rules import OPEN as OPENING
+    from test_rules import deliver
 
     for i in range(30):
         deliver(loaded, settings, mail(CLAIRE, f"{OPENING} {i}", cc=[PAUL]))
@@ -278,7 +279,7 @@ def test_a_flood_of_openings_always_acknowledges_the_opener(loaded, settings) ->
         assert statuses.count("pending") == 5 and statuses.count("held_back") == 25, colleague
 
 
-def test_forged_strangers_get_bounded_answers(loaded, settings) -> None:  # noqa: ANN001
+def test_forged_strangers_get_bounded_answers(loaded, settings) -> None:
     from test_rules import deliver
 
     capped = dataclasses.replace(settings, support=dataclasses.replace(settings.support, stranger_answers_per_hour=5))
@@ -296,7 +297,7 @@ def test_forged_strangers_get_bounded_answers(loaded, settings) -> None:  # noqa
     assert _deliveries(loaded, "inconnu@ailleurs.example") == []
 
 
-def test_an_empty_reply_to_a_confirmation_is_a_confirmation(gateway, relay, engine) -> None:  # noqa: ANN001
+def test_an_empty_reply_to_a_confirmation_is_a_confirmation(gateway, relay, engine) -> None:
     opened(gateway, relay)
     forged = mail(MATHILDE, "[Dossier #1] [ATTENTE] Version ?", "Quelle version utilisez-vous exactement ?")
     send(gateway.settings, forged)

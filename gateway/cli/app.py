@@ -63,7 +63,7 @@ class App:
         if engine is not None:
             try:
                 engine.dispose()
-            except Exception:  # noqa: BLE001 - the outcome is decided; closing must not change it
+            except Exception:
                 log.warning("could not close the database connections", exc_info=True)
         logs.close()
 

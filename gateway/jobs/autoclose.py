@@ -48,7 +48,7 @@ def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str
     case = lock_case(session, case_id)
     since = resolved_since(session, Case.id == case_id).get(case_id)
     due = _due(settings, since) if since is not None else None
-    if case is None or due is None or due > clock.at:
+    if case is None or since is None or due is None or due > clock.at:
         return None
     now = clock.now
     cases.move(case, cases.Move.CLOSE, now)

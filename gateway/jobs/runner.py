@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -56,7 +57,7 @@ def run(name: str, settings: Settings, engine: Engine, now: dt.datetime,
     try:
         with session_scope(engine) as session:
             items = job.find(settings, session, now)
-    except Exception as exc:  # noqa: BLE001 - the database may be away: the next run retries
+    except Exception as exc:
         log.exception("job %s could not look for work", name)
         items, errors = [], [f"find: {type(exc).__name__}: {exc}"[:500]]
     stopped = False
@@ -71,14 +72,14 @@ def run(name: str, settings: Settings, engine: Engine, now: dt.datetime,
             # Another gateway did it at the same moment (logged: a bug would show here too).
             log.info("job %s: %s %s done elsewhere (%s)", name, item.action, item.key, str(exc.orig)[:200])
             done = None
-        except Exception as exc:  # noqa: BLE001 - left for the next run, visible in `status`
+        except Exception as exc:
             log.exception("job %s failed on %s %s", name, item.action, item.key)
             errors.append(f"{item.action} {item.key}: {type(exc).__name__}: {exc}"[:500])
             continue
         did[done or "skipped"] += 1
     result = Run(name, now, dict(did), tuple(errors))
     outcome = "failed" if errors else "stopped" if stopped else "ok"
-    fields = {"outcome": outcome, "did": result.did, "errors": list(errors[:5])}
+    fields: dict[str, Any] = {"outcome": outcome, "did": result.did, "errors": list(errors[:5])}
     if outcome == "ok":
         fields["last_ok"] = record.iso(now)
     record.save(engine, name, **fields)

@@ -16,8 +16,15 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.models import (DELIVERY_HELD_BACK, DELIVERY_MERGED, Attachment, Contact, Delivery, OutboundFile,
-                            OutboundMessage)
+from gateway.models import (
+    DELIVERY_HELD_BACK,
+    DELIVERY_MERGED,
+    Attachment,
+    Contact,
+    Delivery,
+    OutboundFile,
+    OutboundMessage,
+)
 from gateway.outbound.outbox import AUTO_GENERATED, Outbox, Recipient, StoredFile
 
 

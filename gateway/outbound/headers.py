@@ -115,7 +115,7 @@ def _encoded_words(text: str, budget: int) -> list[str]:
 
     `Charset.header_encode_lines` adds whole characters until the next would not fit, so a
     UTF-8 sequence is never split; its Q alphabet is the one RFC 2047 allows in a phrase."""
-    return _UTF8.header_encode_lines(text, itertools.repeat(budget))
+    return [word for word in _UTF8.header_encode_lines(text, itertools.repeat(budget)) if word is not None]
 
 
 def _fold(name: str, tokens: Sequence[str]) -> list[str]:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import (DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundFile,
-                            OutboundMessage)
+from gateway.models import DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundFile, OutboundMessage
 from gateway.outbound import compose, token
 from gateway.outbound import size as mail_size
 
@@ -141,7 +140,7 @@ class Outbox:
             groups.setdefault(r.language if r.language in compose.LANGUAGES else "fr", []).append(r)
         rendered = self._render(kind, groups, dict(ctx, attachments=carried))
         room = self._room_for_files(rendered.values(), to + cc)
-        if sum(f.mail_bytes() for f, m in zip(files, carried) if m.attached) > room:
+        if sum(f.mail_bytes() for f, m in zip(files, carried, strict=True) if m.attached) > room:
             # A long text takes room: the files that no longer fit are named, not attached.
             carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain, room)
             rendered = self._render(kind, groups, dict(ctx, attachments=carried))

@@ -26,8 +26,7 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.models import (DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery,
-                            OutboundFile)
+from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery, OutboundFile
 from gateway.outbound import digest, headers
 from gateway.outbound.compose import clean_header
 from gateway.outbound.relay import PermanentFailure, Transport
@@ -72,7 +71,10 @@ def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = 
 def _attach(msg: EmailMessage, files: Sequence[Attachment], domain: str) -> None:
     """Add the files with their own bytes, name and type; an inline image goes beside the
     HTML part (multipart/related) under the Content-ID the template shows it by."""
-    html = msg.get_payload()[1]
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    html = parts[1]
+    assert isinstance(html, EmailMessage)  # set_content then add_alternative: text, then HTML
     for f in files:
         maintype, _, subtype = (f.content_type or "").lower().partition("/")
         if not subtype or maintype in ("multipart", "message"):
@@ -126,7 +128,7 @@ def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime, lock:
     renewed = session.execute(update(Delivery).where(
         Delivery.id == delivery_id, Delivery.claim == owner, Delivery.status == DELIVERY_PENDING)
         .values(locked_until=now + lock).execution_options(synchronize_session=False))
-    return renewed.rowcount == 1  # type: ignore[attr-defined]
+    return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def send_one(engine: Engine, settings: Settings, transport: Transport, owner: str, delivery_id: int,

@@ -26,15 +26,15 @@ def secret(session: Session, settings: Settings) -> bytes:
         return settings.support.token_secret.encode()
     # Kept for the session's lifetime: a batch of messages reads it once.
     cached = session.info.get("token_secret")
-    if cached is not None:
+    if isinstance(cached, bytes):
         return cached
     row = session.get(State, "token_secret")
     if row is None:
         row = State(key="token_secret", value=secrets.token_hex(32))
         session.add(row)
         session.flush()
-    session.info["token_secret"] = row.value.encode()
-    return session.info["token_secret"]
+    key = session.info["token_secret"] = row.value.encode()
+    return key
 
 
 def make(key: bytes, case: int, recipient: str) -> str:

@@ -30,12 +30,11 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from gateway import bounds, intake
+from gateway import bounds, intake, rules
 from gateway.config import Settings
 from gateway.db import read_scope, session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
-from gateway import rules
 from gateway.pipeline import safety
 from gateway.pipeline.grammar import parse_request
 from gateway.pipeline.parse import ParsedMail, parse
@@ -137,7 +136,7 @@ def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.dat
     outcomes: dict[int, Outcome | None] = {}
     for group in _groups(engine, ids):
         reads = read(engine, group)
-        outcomes.update(zip([r.id for r in reads], _decide_all(engine, settings, reads, now, retry)))
+        outcomes.update(zip([r.id for r in reads], _decide_all(engine, settings, reads, now, retry), strict=True))
     return [outcomes.get(i) for i in ids]
 
 
@@ -199,7 +198,7 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
                 outcome = decide(session, settings, inbound, parsed, now)
         else:
             outcome = decide(session, settings, inbound, parsed, now)
-    except Exception as exc:  # noqa: BLE001 - the one place that holds instead of losing
+    except Exception as exc:
         if not isolate:
             raise _Unisolated(f"message {read.id}: {type(exc).__name__}") from exc
         log.exception("message %s held", read.id)

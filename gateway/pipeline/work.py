@@ -16,6 +16,7 @@ from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
 from gateway.pipeline.reference import Reference, find_case
+from gateway.pipeline.sender import active_agents
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ class Work:
         line is a request, not text; an agent's message never loses a line."""
         used = () if self.sender.agent is not None else ("priority",)
         return bool(self.request.body(used) or self.parsed.attachments)
+
+    def agents(self) -> list[Recipient]:
+        """The active agents, as recipients of a notice (in the support's language)."""
+        return agent_recipients(active_agents(self.session), self.settings.support.language)
 
     def sender_recipient(self) -> Recipient | None:
         if not self.sender.address:

@@ -140,7 +140,7 @@ def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
         batch = ids[start:start + BATCH]
         try:
             pipeline.process_many(engine, settings, batch)
-        except Exception as exc:  # noqa: BLE001 - stored: `serve` processes them later
+        except Exception as exc:
             log.exception("messages %s..%s stored, processing deferred", batch[0], batch[-1])
             delivery.line = delivery.line or (f"gateway: messages {batch[0]}..{batch[-1]} stored, "
                                               f"processing deferred ({reason(exc)})")

@@ -97,7 +97,7 @@ class PerRecipientLMTP(LMTP):
     async def push(self, status: AnyStr) -> None:
         count, self._replies_due = self._replies_due, 0
         if count > 1 and isinstance(status, str):
-            status = "\r\n".join([status] * count)  # type: ignore[assignment]
+            status = "\r\n".join([status] * count)
         await super().push(status)
         if isinstance(status, str) and status.startswith("354") and self.envelope is not None:
             # The next reply is the one that ends DATA; the envelope is reset before it.
@@ -134,7 +134,7 @@ class DoorController(Controller):
     def _trigger_server(self) -> None:
         if self._thread_exception is not None:
             raise self._thread_exception
-        super()._trigger_server()
+        super()._trigger_server()  # type: ignore[no-untyped-call]
 
     def stop(self, no_assert: bool = False) -> None:
         """Stop the loop and its thread (open sessions are cut), then the door's workers."""

@@ -13,8 +13,22 @@ from dataclasses import dataclass
 
 from gateway.pipeline import loops
 from gateway.pipeline.work import Outcome, Problem, Work
-from gateway.rules import (answer, close, confirmation, contacts, distribution, follow, info, licence, message,
-                           note, open_case, priority, registration, reopen)
+from gateway.rules import (
+    answer,
+    close,
+    confirmation,
+    contacts,
+    distribution,
+    follow,
+    info,
+    licence,
+    message,
+    note,
+    open_case,
+    priority,
+    registration,
+    reopen,
+)
 
 Condition = Callable[[Work], bool]
 Rule = Callable[[Work], Outcome]

@@ -7,8 +7,7 @@ from __future__ import annotations
 from gateway import cases
 from gateway.models import Disposition, Status
 from gateway.outbound.outbox import NOTICE
-from gateway.pipeline.sender import active_agents
-from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, case_recipients
+from gateway.pipeline.work import Outcome, Problem, Work, case_recipients
 
 
 def apply(work: Work) -> Outcome:
@@ -32,6 +31,6 @@ def close(work: Work, closed_by: str) -> Outcome:
     work.outbox.post("case_closed", to, cc, case=case, context=context, include_author=True, files=files,
                      audience=NOTICE)
     if closed_by == "customer":
-        work.outbox.post("case_closed", agent_recipients(active_agents(work.session), work.settings.support.language),
+        work.outbox.post("case_closed", work.agents(),
                          case=case, context=dict(context, for_agents=True), files=files, audience=NOTICE)
     return Outcome(Disposition.APPENDED, (f"case closed by the {closed_by}",), case.id)

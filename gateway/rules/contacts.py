@@ -16,15 +16,15 @@ from gateway import cases, timeline
 from gateway.models import CONTACT_ACTIVE, Contact, Disposition, Licence
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline.grammar import normalise
-from gateway.pipeline.sender import active_agents
-from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
+from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.rules import confirmation
 
 ADD = ("ajout", "ajouter", "add", "nouveau", "new")
 UPDATE = ("modif", "modification", "modifier", "update", "change")
 REMOVE = ("suppression", "supprimer", "retrait", "remove", "delete")
 FIELDS = {"nom": "name", "name": "name", "email": "email", "mail": "email", "courriel": "email",
-          "adresse": "email", "adresseemail": "email", "adressecourriel": "email", "telephone": "phone", "tel": "phone", "phone": "phone",
+          "adresse": "email", "adresseemail": "email", "adressecourriel": "email",
+          "telephone": "phone", "tel": "phone", "phone": "phone",
           "langue": "language", "language": "language",
           "nouvelemail": "new_email", "newemail": "new_email", "nouveaumail": "new_email"}
 
@@ -145,6 +145,6 @@ def _removal_case(work: Work, requester: Contact) -> Outcome:
                "details": work.request.text, "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", [contact_recipient(requester)], case=case, context=context,
                      include_author=True)
-    work.outbox.post("agent_new_case", agent_recipients(active_agents(work.session), work.settings.support.language),
+    work.outbox.post("agent_new_case", work.agents(),
                      case=case, context=context)
     return Outcome(Disposition.CREATED, (f"case {case.id} opened to remove contact {target}",), case.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from gateway import bounds
 from gateway.models import Attachment, Case, CaseEvent, Disposition, Status
@@ -64,7 +64,7 @@ def _list(work: Work, scope: str) -> Outcome:
     return Outcome(Disposition.APPENDED, (f"follow-up list sent: {total} case(s)",))
 
 
-def _section(work: Work, clients: list[int], condition) -> tuple[list[CaseLine], int]:  # type: ignore[no-untyped-def]
+def _section(work: Work, clients: list[int], condition: ColumnElement[bool]) -> tuple[list[CaseLine], int]:
     session = work.session
     where = (Case.client_id.in_(clients), condition)
     total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from gateway.models import Disposition
 from gateway.outbound.outbox import NOTICE
-from gateway.pipeline.sender import active_agents
-from gateway.pipeline.work import Outcome, Work, agent_recipients
+from gateway.pipeline.work import Outcome, Work
 from gateway.rules.message import resume
 
 
@@ -19,6 +18,6 @@ def apply(work: Work) -> Outcome:
     me = work.sender_recipient()
     assert me is not None
     work.outbox.post("info_ack", [me], case=case, context={"text": text}, include_author=True)
-    work.outbox.post("agent_info_request", agent_recipients(active_agents(work.session), work.settings.support.language),
+    work.outbox.post("agent_info_request", work.agents(),
                      case=case, context={"author": work.sender, "text": text}, files=files, audience=NOTICE)
     return Outcome(Disposition.APPENDED, ("information request recorded",), case.id)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from gateway import cases
 from gateway.models import Case, Disposition, Status
 from gateway.outbound.outbox import NOTICE
-from gateway.pipeline.sender import active_agents
-from gateway.pipeline.work import Outcome, Work, agent_recipients, case_recipients
+from gateway.pipeline.work import Outcome, Work, case_recipients
 
 
 def resume(work: Work, case: Case) -> bool:
@@ -32,6 +31,6 @@ def apply(work: Work) -> Outcome:
     context = {"author": work.sender, "text": text, "reopened": reopened}
     to, cc = case_recipients(case)
     work.outbox.post("case_message", to, cc, case=case, context=context, files=files, audience=NOTICE)
-    work.outbox.post("case_message", agent_recipients(active_agents(work.session), work.settings.support.language),
+    work.outbox.post("case_message", work.agents(),
                      case=case, context=dict(context, for_agents=True), files=files, audience=NOTICE)
     return Outcome(Disposition.APPENDED, ("information added",) + (("case reopened",) if reopened else ()), case.id)

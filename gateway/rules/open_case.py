@@ -14,12 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import cases
-from gateway.models import (CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry,
-                            Licence, reference_key)
+from gateway.models import CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry, Licence, reference_key
 from gateway.outbound.outbox import NOTICE, new_message_id
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
-from gateway.pipeline.sender import active_agents
-from gateway.pipeline.work import Outcome, Problem, Work, agent_recipients, contact_recipient
+from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.rules import priority
 from gateway.rules.licence import refuse_inactive
 
@@ -92,7 +90,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
                "details": details, "licence": licence, "author": work.sender}
     work.outbox.post("case_opened", to, cc, case=case, context=context, include_author=True, files=files,
                      audience=NOTICE)
-    work.outbox.post("agent_new_case", agent_recipients(active_agents(session), work.settings.support.language),
+    work.outbox.post("agent_new_case", work.agents(),
                      case=case, context=context, files=files, audience=NOTICE)
     reasons = [f"case {case.id} opened"] + [f"not added to distribution: {a}" for a in not_added]
     if granted is not None:

@@ -16,8 +16,17 @@ import secrets
 
 from sqlalchemy import func, select
 
-from gateway.models import (CONTACT_ACTIVE, CONTACT_PENDING, Client, Contact, Disposition, Licence,
-                            Registration, RegistrationRequest, reference_key)
+from gateway.models import (
+    CONTACT_ACTIVE,
+    CONTACT_PENDING,
+    Client,
+    Contact,
+    Disposition,
+    Licence,
+    Registration,
+    RegistrationRequest,
+    reference_key,
+)
 from gateway.outbound.outbox import STRANGER, Recipient
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
@@ -59,7 +68,8 @@ def apply(work: Work) -> Outcome:
     licence = session.scalar(select(Licence).where(
         Licence.serial_key == reference_key(serial), Licence.client_id == client.id)) if client and serial else None
     if client is None or licence is None or not licence.active:
-        return Outcome(Disposition.REFUSED, outcome.reasons + ("client code and serial do not match an active licence",))
+        return Outcome(Disposition.REFUSED,
+                       outcome.reasons + ("client code and serial do not match an active licence",))
     contact = session.scalar(select(Contact).where(Contact.client_id == client.id, Contact.email == address))
     if contact is None:
         contact = Contact(client_id=client.id, email=address, name=work.sender.name[:255],
@@ -113,12 +123,13 @@ def confirm(work: Work) -> Outcome:
     contact.status = CONTACT_ACTIVE
     registration.confirmed_at = work.now
     client = work.session.get(Client, registration.client_id)
+    assert client is not None
     work.outbox.post("registration_done", [contact_recipient(contact)], context={"client": client},
                      include_author=True)
     others = list(work.session.scalars(select(Contact).where(
-        Contact.client_id == client.id, Contact.status == CONTACT_ACTIVE,  # type: ignore[union-attr]
+        Contact.client_id == client.id, Contact.status == CONTACT_ACTIVE,
         Contact.id != contact.id).order_by(Contact.id)))
     if others:
         work.outbox.post("contact_joined", [contact_recipient(c) for c in others],
                          context={"contact": contact, "client": client, "how": "registration"})
-    return Outcome(Disposition.APPENDED, (f"contact {contact.email} activated for client {client.code}",))  # type: ignore[union-attr]
+    return Outcome(Disposition.APPENDED, (f"contact {contact.email} activated for client {client.code}",))

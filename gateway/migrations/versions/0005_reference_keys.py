@@ -29,7 +29,7 @@ def _fill(table: str, column: str, key_column: str) -> None:
     rows = bind.execute(sa.text(f"SELECT id, {column} FROM {table}")).all()
     for row_id, value in rows:
         bind.execute(sa.text(f"UPDATE {table} SET {key_column} = :key WHERE id = :id"),
-                     {"key": _key(value), "id": row_id})
+                     {"key": _key(str(value)), "id": row_id})
 
 
 def upgrade() -> None:

@@ -9,7 +9,7 @@ by `gateway.raw.message_id`, the reader intake uses too.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -131,7 +131,7 @@ def date(value: str) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     # "-0000" means "time zone unknown"; the time is then UTC by convention.
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def return_path(values: list[str]) -> str | None:

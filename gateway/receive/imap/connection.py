@@ -2,6 +2,7 @@
 that the server hung up, cut the line from another thread, and close it."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -97,17 +98,13 @@ def close(client: IMAPClient, polite: bool) -> None:
         try:
             client.logout()
             return
-        except Exception:  # noqa: BLE001 - closed below
+        except Exception:  # noqa: BLE001 - closed below, whatever went wrong
             pass
-    try:
+    with contextlib.suppress(Exception):  # the socket is closed by imaplib all the same
         client.shutdown()
-    except Exception:  # noqa: BLE001 - the socket is closed by imaplib all the same
-        pass
 
 
 def _shutdown(client: IMAPClient) -> None:
-    try:
-        # The plain socket's shutdown: SSLSocket's own is not safe beside a reader thread.
+    # The plain socket's shutdown: SSLSocket's own is not safe beside a reader thread.
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(client.socket(), socket.SHUT_RDWR)
-    except OSError:
-        pass
