@@ -135,9 +135,7 @@ class Outbox:
         carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain)
         ctx = dict(context or {}, case=case, settings=self.settings,
                    case_subject=self._case_subject(case) if case else "")
-        groups: dict[str, list[Recipient]] = {}
-        for r in to + cc:
-            groups.setdefault(r.language if r.language in compose.LANGUAGES else "fr", []).append(r)
+        groups = _by_language(to + cc)
         rendered = self._render(kind, groups, dict(ctx, attachments=carried))
         room = self._room_for_files(rendered.values(), to + cc)
         if sum(f.mail_bytes() for f, m in zip(files, carried, strict=True) if m.attached) > room:
@@ -147,11 +145,13 @@ class Outbox:
         messages = [self._write(kind, rendered[language], to, cc, recipients, case, auto_submitted,
                                 confirmation, audience)
                     for language, recipients in groups.items()]
-        attached = [f.id for f in carried if f.attached]
+        self._attach(messages, [f.id for f in carried if f.attached])
+        return messages
+
+    def _attach(self, messages: list[int], attached: list[int]) -> None:
         if attached:
             self.session.execute(insert(OutboundFile), [
                 dict(message_id=m, attachment_id=a) for m in messages for a in attached])
-        return messages
 
     def _render(self, kind: str, groups: dict[str, list[Recipient]],
                 ctx: dict[str, Any]) -> dict[str, compose.Rendered]:
@@ -239,3 +239,11 @@ class Outbox:
             select(func.count()).select_from(Delivery).join(OutboundMessage)
             .where(OutboundMessage.audience == STRANGER,
                    OutboundMessage.created_at >= self.now - dt.timedelta(hours=1))) or 0
+
+
+def _by_language(recipients: list[Recipient]) -> dict[str, list[Recipient]]:
+    """One copy per language: recipients grouped by the language their mail is written in."""
+    groups: dict[str, list[Recipient]] = {}
+    for r in recipients:
+        groups.setdefault(r.language if r.language in compose.LANGUAGES else "fr", []).append(r)
+    return groups

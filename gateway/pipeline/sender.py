@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from gateway.config import Settings
-from gateway.models import CONTACT_ACTIVE, Agent, Contact
+from gateway.models import CONTACT_ACTIVE, Contact
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import verdict
-from gateway.pipeline.work import Sender
+from gateway.pipeline.work import Sender, active_agents
 
 
 def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender:
@@ -32,12 +32,3 @@ def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender
         language = first.language or first.client.language or default
     name = parsed.from_name or (agent.name if agent else contacts[0].name if contacts else "")
     return Sender(address, name, agent, contacts, language, auth)
-
-
-def active_agents(session: Session) -> list[Agent]:
-    """The active agents, read once per transaction (a backlog batch shares them)."""
-    agents = session.info.get("active_agents")
-    if agents is None:
-        agents = session.info["active_agents"] = list(
-            session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
-    return agents

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import cases
@@ -16,7 +17,6 @@ from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
 from gateway.pipeline.reference import Reference, find_case
-from gateway.pipeline.sender import active_agents
 
 
 @dataclass(frozen=True)
@@ -165,3 +165,12 @@ def case_recipients(case: Case) -> tuple[list[Recipient], list[Recipient]]:
 
 def agent_recipients(agents: list[Agent], language: str) -> list[Recipient]:
     return [Recipient(a.email, a.name, language) for a in agents if a.active]
+
+
+def active_agents(session: Session) -> list[Agent]:
+    """The active agents, read once per transaction (a backlog batch shares them)."""
+    agents = session.info.get("active_agents")
+    if agents is None:
+        agents = session.info["active_agents"] = list(
+            session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    return agents

@@ -40,17 +40,11 @@ def _hash(code: str) -> str:
 
 def apply(work: Work) -> Outcome:
     """Record the request, answer neutrally, and send a code when everything matches."""
-    settings, session, now = work.settings.contacts, work.session, work.now
+    settings, session = work.settings.contacts, work.session
     address = work.sender.address or ""
     code = (work.request.fields.get("client") or "").strip()
     serial = (work.request.fields.get("serial") or "").strip()
-    day_ago = now - dt.timedelta(days=1)
-    by_sender = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
-        RegistrationRequest.email == address, RegistrationRequest.at >= day_ago)) or 0
-    by_client = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
-        RegistrationRequest.client_code == reference_key(code)[:64], RegistrationRequest.at >= day_ago)) or 0
-    # Counted by folded code: "c10042" and "C10042" are one client's requests.
-    session.add(RegistrationRequest(email=address, client_code=reference_key(code)[:64], at=now))
+    by_sender, by_client = _requests_today(work, address, code)
     me = Recipient(address, work.sender.name, work.sender.language)
     if by_sender >= settings.registrations_per_sender_per_day:
         return Outcome(Disposition.REFUSED, ("registration: too many requests from this sender today; no answer",))
@@ -70,6 +64,29 @@ def apply(work: Work) -> Outcome:
     if client is None or licence is None or not licence.active:
         return Outcome(Disposition.REFUSED,
                        outcome.reasons + ("client code and serial do not match an active licence",))
+    secret_code = _new_code(work, client, address)
+    work.outbox.post("registration_code", [me], context={
+        "code": secret_code, "client": client, "hours": settings.registration_code_hours},
+        include_author=True)
+    return Outcome(Disposition.APPENDED, outcome.reasons + (f"registration code sent for client {client.code}",))
+
+
+def _requests_today(work: Work, address: str, code: str) -> tuple[int, int]:
+    """Requests in the last day from this sender and for this client (counted by folded
+    code: "c10042" and "C10042" are one client's requests); this one is recorded."""
+    session, now = work.session, work.now
+    day_ago = now - dt.timedelta(days=1)
+    by_sender = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
+        RegistrationRequest.email == address, RegistrationRequest.at >= day_ago)) or 0
+    by_client = session.scalar(select(func.count()).select_from(RegistrationRequest).where(
+        RegistrationRequest.client_code == reference_key(code)[:64], RegistrationRequest.at >= day_ago)) or 0
+    session.add(RegistrationRequest(email=address, client_code=reference_key(code)[:64], at=now))
+    return by_sender, by_client
+
+
+def _new_code(work: Work, client: Client, address: str) -> str:
+    """A pending contact (created when new) and a fresh code for it, stored hashed."""
+    session, now, settings = work.session, work.now, work.settings.contacts
     contact = session.scalar(select(Contact).where(Contact.client_id == client.id, Contact.email == address))
     if contact is None:
         contact = Contact(client_id=client.id, email=address, name=work.sender.name[:255],
@@ -80,10 +97,7 @@ def apply(work: Work) -> Outcome:
     session.add(Registration(client_id=client.id, contact_id=contact.id, email=address,
                              code_hash=_hash(secret_code), created_at=now,
                              expires_at=now + dt.timedelta(hours=settings.registration_code_hours)))
-    work.outbox.post("registration_code", [me], context={
-        "code": secret_code, "client": client, "hours": settings.registration_code_hours},
-        include_author=True)
-    return Outcome(Disposition.APPENDED, outcome.reasons + (f"registration code sent for client {client.code}",))
+    return secret_code
 
 
 def pending_registration(work: Work) -> Registration | None:
