@@ -27,6 +27,7 @@ from gateway.settings import (
     OutboundSettings,
     ReminderSettings,
     SalesAdminSettings,
+    ServeSettings,
     Settings,
     SlaSettings,
     SmtpSettings,
@@ -46,6 +47,7 @@ __all__ = [
     "PROJECT_DIR",
     "ReminderSettings",
     "SalesAdminSettings",
+    "ServeSettings",
     "Settings",
     "SlaSettings",
     "SmtpSettings",
@@ -63,7 +65,7 @@ _SECTIONS: dict[str, type] = {
     "outbound": OutboundSettings, "support": SupportSettings,
     "sales_admin": SalesAdminSettings, "reminders": ReminderSettings,
     "cases": CaseSettings, "sla": SlaSettings, "contacts": ContactSettings,
-    "jobs": JobSettings, "log": LogSettings,
+    "jobs": JobSettings, "log": LogSettings, "serve": ServeSettings,
 }
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,16 +86,47 @@ def reused_message_id(session: Session, inbound_id: int, message_id: str | None,
         .order_by(InboundMessage.id).limit(1))
 
 
-def _row(raw: bytes, door: str, envelope_from: str | None, envelope_to: list[str] | None,
-         source_key: str | None, first: int | None, keys: _Keys) -> InboundMessage:
-    return InboundMessage(
-        received_at=utcnow(), door=door, envelope_from=bounds.envelope(envelope_from),
-        envelope_to=[bounds.envelope(a) for a in envelope_to or []], raw=raw, size=len(raw),
+@dataclass(frozen=True)
+class Incoming:
+    """A raw message as a door received it, with its envelope when it has one."""
+    raw: bytes
+    door: str
+    envelope_from: str | None = None
+    envelope_to: list[str] | None = None
+
+
+def _values(item: Incoming, source_key: str | None, first: int | None, keys: _Keys) -> dict[str, Any]:
+    return dict(
+        received_at=utcnow(), door=item.door, envelope_from=bounds.envelope(item.envelope_from),
+        envelope_to=[bounds.envelope(a) for a in item.envelope_to or []], raw=item.raw, size=len(item.raw),
         digest=keys.digest, message_id=keys.message_id,
         source_key=None if source_key is None else bounds.key(source_key, bounds.SOURCE_KEY),
         dedupe_key=None if first else keys.dedupe, duplicate_of=first,
         outcome=Disposition.IGNORED if first else Disposition.PENDING,
-        reasons=[f"duplicate of message {first}"] if first else [])
+        reasons=[f"duplicate of message {first}"] if first else [], attempts=0)
+
+
+def _insert(session: Session, values: dict[str, Any]) -> int:
+    """One row, by a Core statement (no ORM object: the raw bytes are not copied into one)."""
+    return int(session.execute(insert(InboundMessage).values(**values).returning(InboundMessage.id)).scalar_one())
+
+
+def store_group(engine: Engine, items: list[Incoming]) -> list[Stored]:
+    """Store messages in one transaction (group commit: each is committed once all are).
+    Raises IntegrityError when a concurrent store took one of their keys meanwhile."""
+    with session_scope(engine) as session:
+        keys = [_keys(item.raw) for item in items]
+        wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
+        known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
+            InboundMessage.dedupe_key.in_(wanted))).all())
+        stored = []
+        for item, key in zip(items, keys, strict=True):
+            first = known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
+            row_id = _insert(session, _values(item, None, first, key))
+            if first is None:
+                known[key.dedupe] = row_id
+            stored.append(Stored(row_id, first is not None))
+        return stored
 
 
 def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:
@@ -103,22 +135,7 @@ def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:
     Falls back to one transaction per message when the batch meets a concurrent store.
     """
     try:
-        with session_scope(engine) as session:
-            keys = [_keys(raw) for raw in raws]
-            wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
-            known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
-                InboundMessage.dedupe_key.in_(wanted))).all())
-            rows = []
-            for raw, key in zip(raws, keys, strict=True):
-                first = known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
-                row = _row(raw, door, None, None, None, first, key)
-                session.add(row)
-                if first is None:
-                    session.flush()
-                    known[key.dedupe] = row.id
-                rows.append(row)
-            session.flush()
-            return [Stored(row.id, row.duplicate_of is not None) for row in rows]
+        return store_group(engine, [Incoming(raw, door) for raw in raws])
     except IntegrityError:
         return [store(engine, raw, door) for raw in raws]
 
@@ -138,10 +155,8 @@ def store(engine: Engine, raw: bytes, door: str, envelope_from: str | None = Non
                     if known is not None:
                         return Stored(known, True)
                 first = _first(session, keys)
-                row = _row(raw, door, envelope_from, envelope_to, source_key, first, keys)
-                session.add(row)
-                session.flush()
-                return Stored(row.id, first is not None)
+                values = _values(Incoming(raw, door, envelope_from, envelope_to), source_key, first, keys)
+                return Stored(_insert(session, values), first is not None)
         except IntegrityError:
             # Another door stored the same message at the same moment: look again.
             continue

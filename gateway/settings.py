@@ -150,6 +150,15 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """How `gateway serve` shares its work out."""
+    # The pipeline, the outbox sender and the scheduled jobs run in a worker process of
+    # their own, so that the doors answer at once however busy they are; false keeps them
+    # in threads of the serving process.
+    worker_process: bool = True
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Where commands append their log. Empty: standard error; for `ingest` reading standard
     input (an MTA's pipe), syslog (facility mail) when /dev/log exists, else nowhere."""
@@ -170,6 +179,7 @@ class Settings:
     contacts: ContactSettings = ContactSettings()
     jobs: JobSettings = JobSettings()
     log: LogSettings = LogSettings()
+    serve: ServeSettings = ServeSettings()
     templates_dir: str = str(PROJECT_DIR / "templates")
     base_dir: str = "."
 

@@ -29,7 +29,7 @@ from gateway.db import session_scope, utcnow
 from gateway.models import Case, Disposition, InboundMessage
 from gateway.receive import imap
 from gateway.receive.imap import ImapDoor
-from gateway.serve import Loop, process_pending
+from gateway.worker import Loop, process_pending
 
 pytestmark = pytest.mark.imap
 

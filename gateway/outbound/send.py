@@ -25,8 +25,16 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.db import session_scope, utcnow
-from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery, OutboundFile
+from gateway.db import read_scope, session_scope, utcnow
+from gateway.models import (
+    DELIVERY_FAILED,
+    DELIVERY_HELD_BACK,
+    DELIVERY_PENDING,
+    DELIVERY_SENT,
+    Attachment,
+    Delivery,
+    OutboundFile,
+)
 from gateway.outbound import digest, headers
 from gateway.outbound.compose import clean_header
 from gateway.outbound.relay import PermanentFailure, Transport
@@ -195,12 +203,23 @@ def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = 
     whose window ended are first merged into their digests (digest.py)."""
     clock = _clock(now)
     counts: Counter[str] = Counter()
+    if not due(engine, clock()):
+        return {}
     digest.flush(engine, settings, clock())
     with Transport(settings) as transport:
         while (batch := claim(engine, clock(), lock(settings))).ids:
             for delivery_id in batch.ids:
                 counts[send_one(engine, settings, transport, batch.owner, delivery_id, clock) or "skipped"] += 1
     return dict(counts)
+
+
+def due(engine: Engine, now: dt.datetime) -> bool:
+    """Whether a delivery or a held-back notice is due: read without taking SQLite's write
+    lock, so that a sender with nothing to do never makes a door wait."""
+    with read_scope(engine) as session:
+        return session.scalar(select(Delivery.id).where(
+            Delivery.status.in_((DELIVERY_PENDING, DELIVERY_HELD_BACK)), Delivery.next_attempt_at <= now)
+            .limit(1)) is not None
 
 
 def lock(settings: Settings) -> dt.timedelta:

@@ -14,35 +14,35 @@ One expensive message never delays the others. A message is processed in two ste
    row, the transaction's first statement) takes the message, then the rules write the
    case, the outbox and the outcome.
 
-Parsing is the only step whose cost depends on the message (gateway/pipeline/parse/ says
-its bounds); the write transaction holds SQLite's lock only for the look-ups and writes of the rules.
-The claim keeps its meaning: two gateways may both read and parse a message, but only
-one claims it, and the other gets no row and leaves it alone. A batch (`process_many`)
-reads and parses up to 32 MB of messages ahead, then decides them in one transaction.
+Parsing, the only step whose cost depends on the message (see parse/), holds no lock. Two
+gateways may both read and parse a message, but only one claims it. A batch
+(`process_many`) reads and parses up to 32 MB of messages ahead, then decides them in as
+few transactions as its `Pace` allows.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from gateway import bounds, intake, rules
+from gateway import bounds, rules
 from gateway.config import Settings
-from gateway.db import read_scope, session_scope, utcnow
+from gateway.db import session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import safety
 from gateway.pipeline.grammar import parse_request
-from gateway.pipeline.parse import ParsedMail, parse
+from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.reading import Read, groups, parsed_read, read
 from gateway.pipeline.sender import identify
 from gateway.pipeline.work import Claimed, Outcome, Work
 
 log = logging.getLogger(__name__)
-_BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed ahead of one transaction
 
 
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
@@ -71,40 +71,6 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     return outcome
 
 
-@dataclass(frozen=True)
-class Read:
-    """A stored message as read and parsed before its transaction (no lock held)."""
-    id: int
-    raw: bytes
-    parsed: ParsedMail | None        # None when parsing raised (a bug): the message is held
-    error: BaseException | None = None
-    notes: tuple[str, ...] = ()      # reasons to add to the outcome's
-
-
-def read(engine: Engine, ids: list[int]) -> list[Read]:
-    """Read and parse stored messages, holding no lock; missing ids are left out."""
-    with read_scope(engine) as session:
-        rows = {row.id: row for row in session.execute(select(
-            InboundMessage.id, InboundMessage.raw, InboundMessage.message_id,
-            InboundMessage.dedupe_key).where(InboundMessage.id.in_(ids)))}
-        reused = {i: intake.reused_message_id(session, i, row.message_id, row.dedupe_key)
-                  for i, row in rows.items()}
-    return [_parsed(i, rows[i].raw, reused[i]) for i in ids if i in rows]
-
-
-def _parsed(inbound_id: int, raw: bytes, reused: int | None) -> Read:
-    try:
-        parsed = parse(raw)
-    except Exception as exc:  # noqa: BLE001 - raised again in _process_in, which holds it
-        return Read(inbound_id, raw, None, exc)
-    notes = parsed.notes
-    if reused is not None:
-        # Its Message-ID belongs to another message: replies to it must not find this case.
-        parsed = replace(parsed, message_id=None)
-        notes += (f"reuses the Message-ID of message {reused} with other content",)
-    return Read(inbound_id, raw, parsed, notes=notes)
-
-
 def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -> Claimed | None:
     """Take the message for this transaction; None when it was already processed.
 
@@ -123,6 +89,15 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
                    row.duplicate_of) if row is not None else None
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How a run of messages shares the database with others: `pause()` is asked after each
+    message of a batch transaction and, when true, the transaction commits there (the
+    next one begins after); `committed()` is called after every commit."""
+    pause: Callable[[], bool] = lambda: False
+    committed: Callable[[], None] = lambda: None
+
+
 def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetime | None = None,
             retry: bool = False) -> Outcome | None:
     """Process one stored message in one transaction; None if someone else already did."""
@@ -130,53 +105,56 @@ def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetim
 
 
 def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.datetime | None = None,
-                 retry: bool = False) -> list[Outcome | None]:
+                 retry: bool = False, pace: Pace = Pace()) -> list[Outcome | None]:
     """Process stored messages; the outbox is written in the same transaction as each case.
     Each group of at most 32 MB of messages is read and parsed first, then decided."""
     outcomes: dict[int, Outcome | None] = {}
-    for group in _groups(engine, ids):
+    for group in groups(engine, ids):
         reads = read(engine, group)
-        outcomes.update(zip([r.id for r in reads], _decide_all(engine, settings, reads, now, retry), strict=True))
+        outcomes.update(zip([r.id for r in reads], _decide_all(engine, settings, reads, now, retry, pace),
+                            strict=True))
     return [outcomes.get(i) for i in ids]
 
 
-def _groups(engine: Engine, ids: list[int]) -> list[list[int]]:
-    """`ids` in consecutive groups of at most `_BATCH_BYTES` of raw messages (one at least)."""
-    with read_scope(engine) as session:
-        sizes = dict(session.execute(select(InboundMessage.id, InboundMessage.size)
-                                     .where(InboundMessage.id.in_(ids))).all())
-    groups: list[list[int]] = []
-    total = _BATCH_BYTES
-    for inbound_id in ids:
-        size = sizes.get(inbound_id, 0)
-        if total + size > _BATCH_BYTES:
-            groups.append([])
-            total = 0
-        groups[-1].append(inbound_id)
-        total += size
-    return groups
-
-
 def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetime | None,
-                retry: bool) -> list[Outcome | None]:
-    """Decide parsed messages. A backlog batch first runs in one transaction without
-    savepoints (the fast path: one commit and one set of reference-data look-ups for all).
-    Should any message raise, that transaction is rolled back whole and the batch is done
-    again one message per transaction, each inside a savepoint, so that only the failing
-    message is held."""
-    if len(reads) > 1:
-        try:
+                retry: bool, pace: Pace) -> list[Outcome | None]:
+    """Decide parsed messages. A batch runs in as few transactions as `pace` allows, without
+    savepoints (the fast path: one commit and one set of reference-data look-ups for many).
+    Should a message raise there, that transaction is rolled back whole and its messages
+    are done again one per transaction, each inside a savepoint, so that only the failing
+    message is held; the fast path then goes on with the rest."""
+    outcomes: list[Outcome | None] = []
+    while len(outcomes) < len(reads):
+        rest = reads[len(outcomes):]
+        if len(rest) > 1:
+            done, failed = _fast(engine, settings, rest, now, retry, pace)
+            outcomes += done
+            pace.committed()
+            if failed is None:
+                continue
+            rest = rest[len(done):failed + 1]
+            log.warning("a message of batch %s..%s failed; processing them one by one", rest[0].id, rest[-1].id)
+        for r in rest:
             with session_scope(engine) as session:
-                return [_process_in(session, settings, r, now or utcnow(), retry, isolate=False)
-                        for r in reads]
-        except _Unisolated as exc:
-            log.warning("a message of batch %s..%s failed (%s); processing one by one",
-                        reads[0].id, reads[-1].id, exc)
-    outcomes = []
-    for r in reads:
-        with session_scope(engine) as session:
-            outcomes.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=True))
+                outcomes.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=True))
+            pace.committed()
     return outcomes
+
+
+def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetime | None, retry: bool,
+          pace: Pace) -> tuple[list[Outcome | None], int | None]:
+    """Decide `reads` in one transaction until `pace` pauses it: the committed outcomes, and
+    the index of the message that raised (then nothing was committed)."""
+    done: list[Outcome | None] = []
+    try:
+        with session_scope(engine) as session:
+            for r in reads:
+                done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False))
+                if pace.pause():
+                    break
+    except _Unisolated:
+        return [], len(done)
+    return done, None
 
 
 class _Unisolated(Exception):
@@ -214,11 +192,5 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
         # The message this one confirmed, in the same transaction: confirmed and applied together.
         raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == outcome.release))
         if raw is not None:
-            _process_in(session, settings, _parsed(outcome.release, raw, None), now, retry=True, isolate=isolate)
+            _process_in(session, settings, parsed_read(outcome.release, raw, None), now, retry=True, isolate=isolate)
     return replace(outcome, reasons=tuple(reasons))
-
-
-def pending_ids(engine: Engine, limit: int = 500) -> list[int]:
-    with session_scope(engine) as session:
-        return list(session.scalars(select(InboundMessage.id).where(
-            InboundMessage.outcome == Disposition.PENDING).order_by(InboundMessage.id).limit(limit)))

@@ -4,17 +4,16 @@ A message is answered `250` only once `intake.store` has committed it, and `451`
 storing fails, so the sending MTA keeps it and tries again. The door does nothing else:
 `on_stored(id)` wakes whoever runs the pipeline.
 
-aiosmtpd runs the server in its own thread and event loop; the database call runs in a
-small thread pool owned by the door so that a slow commit never blocks other sessions.
+aiosmtpd runs the server in its own thread and event loop; the messages are stored by one
+writer thread owned by the door, which commits those that arrived meanwhile together
+(receive/group.py), so that a slow commit never blocks other sessions.
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AnyStr
 
 from aiosmtpd.controller import Controller
@@ -24,6 +23,8 @@ from sqlalchemy import Engine
 
 from gateway import intake
 from gateway.config import Settings
+from gateway.receive.group import GroupWriter
+from gateway.worker import Storing
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ class Door:
     """The aiosmtpd handler: refuses other recipients, stores each message once."""
 
     def __init__(self, settings: Settings, engine: Engine,
-                 on_stored: Callable[[int], None]) -> None:
+                 on_stored: Callable[[int], None], storing: Storing | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.on_stored = on_stored
-        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-store")
+        self.writer = GroupWriter(engine, storing or Storing())
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -50,18 +51,17 @@ class Door:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        """Store the message in a worker thread; answer 250 only once it is committed."""
+        """Store the message (group commit, receive/group.py); answer 250 only once it is committed."""
         raw = _raw(envelope)
         # aiosmtpd already refuses what goes over data_size_limit while receiving; this
         # guards the limit should the server ever be built without it.
         if len(raw) > self.settings.smtp.max_message_bytes:
             return TOO_BIG
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
-        store = functools.partial(
-            intake.store, self.engine, raw, door="lmtp" if isinstance(server, LMTP) else "smtp",
-            envelope_from=sender, envelope_to=list(envelope.rcpt_tos))
+        door = "lmtp" if isinstance(server, LMTP) else "smtp"
+        future = self.writer.submit(intake.Incoming(raw, door, sender, list(envelope.rcpt_tos)))
         try:
-            stored = await asyncio.get_running_loop().run_in_executor(self.executor, store)
+            stored = await asyncio.wrap_future(future)
         except Exception:
             log.exception("could not store a message from <%s> to %s", sender, envelope.rcpt_tos)
             return TEMPORARY_FAILURE
@@ -73,8 +73,8 @@ class Door:
         return f"250 2.0.0 Ok: queued as {stored.id}"
 
     def close(self) -> None:
-        """Wait for the stores in progress, then release the worker threads."""
-        self.executor.shutdown(wait=True)
+        """Store what waits, then end the writer thread."""
+        self.writer.close()
 
 
 def _raw(envelope: Envelope) -> bytes:
@@ -145,7 +145,8 @@ class DoorController(Controller):
         self.handler.close()
 
 
-def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None]) -> DoorController:
+def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None],
+          storing: Storing | None = None) -> DoorController:
     """Start the door on settings.smtp.host/port in its own thread; `controller.stop()` ends it.
 
     Speaks LMTP when settings.smtp.lmtp is set. Offers no AUTH and no TLS: the door is
@@ -153,7 +154,7 @@ def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None]) 
     """
     lmtp = settings.smtp.lmtp
     controller = DoorController(
-        Door(settings, engine, on_stored), lmtp=lmtp,
+        Door(settings, engine, on_stored, storing), lmtp=lmtp,
         hostname=settings.smtp.host, port=settings.smtp.port,
         server_hostname=settings.support.mailbox.domain or None,
         ident="LMTP support gateway" if lmtp else "ESMTP support gateway",

@@ -1,0 +1,71 @@
+"""Reading stored messages for the pipeline, holding no lock: which are pending, their raw
+bytes parsed ahead of the transaction that decides them, in groups of bounded size."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sqlalchemy import Engine, select
+
+from gateway import intake
+from gateway.db import read_scope
+from gateway.models import Disposition, InboundMessage
+from gateway.pipeline.parse import ParsedMail, parse
+
+BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed ahead of one transaction
+
+
+@dataclass(frozen=True)
+class Read:
+    """A stored message as read and parsed before its transaction (no lock held)."""
+    id: int
+    raw: bytes
+    parsed: ParsedMail | None        # None when parsing raised (a bug): the message is held
+    error: BaseException | None = None
+    notes: tuple[str, ...] = ()      # reasons to add to the outcome's
+
+
+def read(engine: Engine, ids: list[int]) -> list[Read]:
+    """Read and parse stored messages, holding no lock; missing ids are left out."""
+    with read_scope(engine) as session:
+        rows = {row.id: row for row in session.execute(select(
+            InboundMessage.id, InboundMessage.raw, InboundMessage.message_id,
+            InboundMessage.dedupe_key).where(InboundMessage.id.in_(ids)))}
+        reused = {i: intake.reused_message_id(session, i, row.message_id, row.dedupe_key)
+                  for i, row in rows.items()}
+    return [parsed_read(i, rows[i].raw, reused[i]) for i in ids if i in rows]
+
+
+def parsed_read(inbound_id: int, raw: bytes, reused: int | None) -> Read:
+    try:
+        parsed = parse(raw)
+    except Exception as exc:  # noqa: BLE001 - raised again in _process_in, which holds it
+        return Read(inbound_id, raw, None, exc)
+    notes = parsed.notes
+    if reused is not None:
+        # Its Message-ID belongs to another message: replies to it must not find this case.
+        parsed = replace(parsed, message_id=None)
+        notes += (f"reuses the Message-ID of message {reused} with other content",)
+    return Read(inbound_id, raw, parsed, notes=notes)
+
+
+def groups(engine: Engine, ids: list[int]) -> list[list[int]]:
+    """`ids` in consecutive groups of at most `BATCH_BYTES` of raw messages (one at least)."""
+    with read_scope(engine) as session:
+        sizes = dict(session.execute(select(InboundMessage.id, InboundMessage.size)
+                                     .where(InboundMessage.id.in_(ids))).all())
+    groups: list[list[int]] = []
+    total = BATCH_BYTES
+    for inbound_id in ids:
+        size = sizes.get(inbound_id, 0)
+        if total + size > BATCH_BYTES:
+            groups.append([])
+            total = 0
+        groups[-1].append(inbound_id)
+        total += size
+    return groups
+
+
+def pending_ids(engine: Engine, limit: int = 500) -> list[int]:
+    with read_scope(engine) as session:
+        return list(session.scalars(select(InboundMessage.id).where(
+            InboundMessage.outcome == Disposition.PENDING).order_by(InboundMessage.id).limit(limit)))
