@@ -1,5 +1,6 @@
 """Memory of `gateway serve`: its peak RSS at rest, and what taking one 25 MB message with
-attachments adds to it, read from /proc (VmRSS, VmHWM) of the serving process.
+attachments adds to it, read from /proc (VmRSS, VmHWM) of the serving process and of the
+worker processes it started, summed (the sum of peaks bounds the peak of the whole).
 
 At rest: the gateway started on a new SQLite file with the corpus's reference data, its
 scheduled jobs on (as an operator runs it), idle for a few seconds; the figure is its peak

@@ -147,10 +147,27 @@ def relay(folder: Path, port: int, log: Path) -> AbstractContextManager[subproce
 
 
 def memory(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (the peak so far) of a process, in bytes."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) * 1024
+    """VmRSS (now) and VmHWM (the peak so far) of a process and of its children (`serve`
+    runs its pipeline and its sender in worker processes), each summed over them, in
+    bytes. The peaks of several processes need not fall at the same moment: their sum is
+    an upper bound of the peak of the whole."""
+    out = {"VmRSS": 0, "VmHWM": 0}
+    for member in [pid, *descendants(pid)]:
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except FileNotFoundError:
+            continue
+        for line in status.splitlines():
+            key, _, value = line.partition(":")
+            if key in out:
+                out[key] += int(value.split()[0]) * 1024
     return out
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (multiprocessing's resource tracker included)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+    return [c for child in children for c in (child, *descendants(child))]

@@ -10,6 +10,7 @@ store a message (`Storing`), the pipeline commits what it has decided and lets i
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,7 +22,6 @@ from sqlalchemy import Engine
 
 from gateway.config import Settings
 from gateway.outbound import send
-from gateway.pipeline import reading, run
 
 if TYPE_CHECKING:  # the scheduler is imported when enabled, not before
     from gateway.scheduler import Scheduler
@@ -55,54 +55,65 @@ class Loop(threading.Thread):
         self.join(timeout=30)
 
 
-class _Counter:
-    """A counter for one process, shaped like multiprocessing's shared Value."""
+class _Counters:
+    """Two counters for one process, shaped like multiprocessing's shared Array."""
 
     def __init__(self) -> None:
-        self.value = 0
+        self.values = [0, 0]
         self.lock = threading.Lock()
+
+    def __getitem__(self, index: int) -> int:
+        return self.values[index]
+
+    def __setitem__(self, index: int, value: int) -> None:
+        self.values[index] = value
 
     def get_lock(self) -> threading.Lock:
         return self.lock
 
 
 class Storing:
-    """How many door sessions wait to store a message, shared by the doors and the worker;
-    `Storing.shared()` keeps the counter in shared memory, for a worker process."""
+    """The writers that go before the pipeline (the doors, the sender): how many wait for
+    the database or write now, and how many were served so far. `Storing.shared()` keeps
+    the counters in shared memory, for worker processes."""
 
     def __init__(self, counter: Any = None) -> None:
-        self.counter = counter if counter is not None else _Counter()
+        self.counter = counter if counter is not None else _Counters()
 
     @classmethod
     def shared(cls) -> Storing:
         import multiprocessing
-        return cls(multiprocessing.get_context("spawn").Value("i", 0))
+        return cls(multiprocessing.get_context("spawn").Array("i", 2))
 
     @contextmanager
     def one(self) -> Iterator[None]:
-        """Around one store: the pipeline gives way meanwhile."""
+        """Around one write transaction: the pipeline gives way meanwhile."""
         with self.counter.get_lock():
-            self.counter.value += 1
+            self.counter[0] += 1
         try:
             yield
         finally:
             with self.counter.get_lock():
-                self.counter.value -= 1
+                self.counter[0] -= 1
+                self.counter[1] += 1
 
     def waiting(self) -> bool:
-        return bool(self.counter.value > 0)
+        return bool(self.counter[0] > 0)
 
     def let_in(self) -> None:
-        """Wait until no door waits any more, `DOOR_FIRST` seconds at most."""
+        """Wait until the writers waiting now were served, `DOOR_FIRST` seconds at most."""
+        with self.counter.get_lock():
+            waiting, served = self.counter[0], self.counter[1]
         deadline = time.monotonic() + DOOR_FIRST
-        while self.waiting() and time.monotonic() < deadline:
-            time.sleep(0.001)
+        while waiting and self.counter[1] - served < waiting and self.counter[0] and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
 
 def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], None],
                     storing: Storing | None = None) -> int:
     """Process what is pending, `BATCH` messages at a time; `on_commit()` after each commit.
     With `storing` (SQLite), a transaction ends as soon as a door waits to store."""
+    from gateway.pipeline import reading, run  # not imported by a process that only sends
     def committed() -> None:
         on_commit()
         if storing is not None:
@@ -115,30 +126,41 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
     return done
 
 
-class Worker:
-    """The pipeline, the outbox sender and the scheduler, as threads of this process."""
+PARTS = ("pipeline", "outbox", "jobs")
 
-    def __init__(self, settings: Settings, engine: Engine, storing: Storing) -> None:
-        self.settings, self.engine = settings, engine
+
+class Worker:
+    """The pipeline, the outbox sender and the scheduler (or some of them: `parts`), as
+    threads of this process. `wake_sender` wakes a sender that runs elsewhere."""
+
+    def __init__(self, settings: Settings, engine: Engine, storing: Storing,
+                 parts: tuple[str, ...] = PARTS, wake_sender: Callable[[], None] | None = None) -> None:
+        self.settings, self.engine, self.parts = settings, engine, parts
         sqlite = engine.dialect.name == "sqlite"
-        self.sender = Loop("outbox", lambda: send.drain(engine, settings), settings.outbound.poll_seconds)
+        turn = storing.one if sqlite else contextlib.nullcontext
+        self.sender = Loop("outbox", lambda: send.drain(engine, settings, turn=turn), settings.outbound.poll_seconds)
+        on_commit = wake_sender or self.sender.wake.set
         self.pipeline = Loop("pipeline", lambda: process_pending(
-            engine, settings, self.sender.wake.set, storing if sqlite else None), 5.0)
+            engine, settings, on_commit, storing if sqlite else None), 5.0)
         self.scheduler: Scheduler | None = None
 
+    def _loops(self) -> list[Loop]:
+        return [loop for loop in (self.pipeline, self.sender) if loop.name in self.parts]
+
     def start(self) -> None:
-        self.pipeline.start()
-        self.sender.start()
-        if self.settings.jobs.enabled:
+        for loop in self._loops():
+            loop.start()
+        if self.settings.jobs.enabled and "jobs" in self.parts:
             from gateway.scheduler import Scheduler
             self.scheduler = Scheduler(self.settings, self.engine)
             self.scheduler.start()
 
     def wake(self) -> None:
-        self.pipeline.wake.set()
+        """Wake the pipeline (the sender, in a process that runs only the sender)."""
+        (self.pipeline if "pipeline" in self.parts else self.sender).wake.set()
 
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
-        self.pipeline.stop()
-        self.sender.stop()
+        for loop in self._loops():
+            loop.stop()

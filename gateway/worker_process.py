@@ -1,13 +1,15 @@
-"""The worker of `gateway serve` as a process of its own, so that the doors' interpreter
-never waits for the pipeline (Python runs one thread at a time per process).
+"""The work behind the doors of `gateway serve` in processes of their own, so that the
+doors' interpreter never waits for it (Python runs one thread at a time per process): one
+process for the pipeline and the scheduled jobs, one for the outbox sender.
 
-The serving process starts it (spawned: a fresh interpreter, which opens its own
-database connections), wakes it by writing a byte to a pipe after each message a door
-stored, and starts it again, a second later, should it die. The worker dies with the
-serving process: when the pipe's writing end closes (the serving process is gone,
-however it ended), the worker exits at once, as if killed with it; whatever it was
-writing is rolled back and done again by the next worker. `stop()` asks it to finish
-its transaction and leave (SIGTERM).
+The serving process starts them (spawned: fresh interpreters, which open their own
+database connections), wakes the pipeline by writing a byte to its pipe after each
+message a door stored (the pipeline wakes the sender the same way after each commit), and
+starts either again, a second later, should it die. They die with the serving process:
+when the pipe's writing end closes (the serving process is gone, however it ended), a
+worker exits at once, as if killed with it; whatever it was writing is rolled back and
+done again by the next one. `stop()` asks them to finish what they are doing and leave
+(SIGTERM).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
@@ -27,35 +30,30 @@ from gateway.worker import Storing
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
+CONTEXT = multiprocessing.get_context("spawn")
 
 
-class WorkerProcess:
-    """Start, wake, watch and stop the worker process."""
+class Child:
+    """One worker process running some `parts` of the worker, and the pipe that wakes it."""
 
-    def __init__(self, settings: Settings, storing: Storing) -> None:
-        self.settings, self.storing = settings, storing
-        self.context = multiprocessing.get_context("spawn")
-        self.reading, self.writing = self.context.Pipe(duplex=False)
-        os.set_blocking(self.writing.fileno(), False)  # a door never waits for the worker
+    def __init__(self, name: str, parts: tuple[str, ...]) -> None:
+        self.name, self.parts = name, parts
+        self.reading, self.writing = CONTEXT.Pipe(duplex=False)
+        os.set_blocking(self.writing.fileno(), False)  # a door never waits for a worker
         self.process: Any = None
-        self.stopping = threading.Event()
-        self.watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else int(self.process.pid)
-
-    def start(self) -> None:
-        self._spawn()
-        self.watcher.start()
 
     def wake(self) -> None:
-        """Tell the worker something is pending; never blocks (a full pipe wakes it anyway)."""
+        """Something is waiting; never blocks (a full pipe wakes it anyway)."""
         with contextlib.suppress(OSError):  # BlockingIOError too
             os.write(self.writing.fileno(), b"\0")
 
-    def stop(self, timeout: float = 60) -> None:
-        self.stopping.set()
+    def start(self, settings: Settings, storing: Storing, wakes: Connection | None) -> None:
+        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
+            settings, self.parts, self.reading, wakes, storing.counter, verbose))
+        self.process.start()
+
+    def stop(self, timeout: float) -> None:
         process = self.process
         if process is not None and process.is_alive():
             process.terminate()
@@ -63,29 +61,61 @@ class WorkerProcess:
             if process.is_alive():
                 process.kill()
                 process.join()
-        self.watcher.join(timeout=5)
+
+    def close(self) -> None:
         self.writing.close()
         self.reading.close()
 
-    def _spawn(self) -> None:
-        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
-        self.process = self.context.Process(target=main, args=(self.settings, self.reading, self.storing.counter,
-                                                              verbose), name="gateway-worker", daemon=True)
-        self.process.start()
+
+class WorkerProcess:
+    """Start, wake, watch and stop the worker processes."""
+
+    def __init__(self, settings: Settings, storing: Storing) -> None:
+        self.settings, self.storing = settings, storing
+        self.sender = Child("outbox", ("outbox",))
+        self.pipeline = Child("pipeline", ("pipeline", "jobs"))
+        self.stopping = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The pipeline's process."""
+        return None if self.pipeline.process is None else int(self.pipeline.process.pid)
+
+    def start(self) -> None:
+        for child in (self.sender, self.pipeline):
+            self._start(child)
+        self.watcher.start()
+
+    def wake(self) -> None:
+        self.pipeline.wake()
+
+    def stop(self, timeout: float = 60) -> None:
+        self.stopping.set()
+        self.watcher.join(timeout=5)
+        for child in (self.pipeline, self.sender):
+            child.stop(timeout)
+            child.close()
+
+    def _start(self, child: Child) -> None:
+        child.start(self.settings, self.storing, self.sender.writing if child is self.pipeline else None)
 
     def _watch(self) -> None:
-        while not self.stopping.is_set():
-            self.process.join(0.5)
-            if self.process.is_alive() or self.stopping.is_set():
-                continue
-            log.error("the worker process ended (exit status %s); starting it again", self.process.exitcode)
-            if not self.stopping.wait(RESTART_SECONDS):
-                self._spawn()
-                self.wake()
+        while not self.stopping.wait(0.5):
+            for child in (self.pipeline, self.sender):
+                if child.process.is_alive():
+                    continue
+                log.error("the %s process ended (exit status %s); starting it again", child.name,
+                          child.process.exitcode)
+                if self.stopping.wait(RESTART_SECONDS):
+                    return
+                self._start(child)
+                child.wake()
 
 
-def main(settings: Settings, reading: Connection, counter: Any, verbose: bool) -> None:
-    """The worker process: run the worker until SIGTERM, or until the serving process is gone."""
+def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes: Connection | None,
+         counter: Any, verbose: bool) -> None:
+    """A worker process: run its parts until SIGTERM, or until the serving process is gone."""
     from gateway.db import make_engine
     from gateway.worker import Worker
     logs.setup(verbose)
@@ -99,7 +129,8 @@ def main(settings: Settings, reading: Connection, counter: Any, verbose: bool) -
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
     engine = make_engine(settings)
-    worker = Worker(settings, engine, Storing(counter))
+    wake_sender = None if wakes is None else _waker(wakes)
+    worker = Worker(settings, engine, Storing(counter), parts, wake_sender)
     worker.start()
     threading.Thread(target=_listen, args=(reading, worker.wake), name="wake", daemon=True).start()
     stop.wait()
@@ -107,8 +138,17 @@ def main(settings: Settings, reading: Connection, counter: Any, verbose: bool) -
     engine.dispose()
 
 
-def _listen(reading: Connection, wake: Any) -> None:
-    """Wake the pipeline for each byte; leave at once when the serving process is gone."""
+def _waker(wakes: Connection) -> Callable[[], None]:
+    os.set_blocking(wakes.fileno(), False)
+
+    def wake() -> None:
+        with contextlib.suppress(OSError):
+            os.write(wakes.fileno(), b"\0")
+    return wake
+
+
+def _listen(reading: Connection, wake: Callable[[], None]) -> None:
+    """Wake the worker for each byte; leave at once when the serving process is gone."""
     while True:
         try:
             data = os.read(reading.fileno(), 4096)

@@ -1,6 +1,6 @@
-"""`gateway serve` runs the pipeline, the outbox sender and the jobs in a worker process of
-its own: the door answers at once whatever the worker does, a worker that dies is started
-again and processes what waited, and a worker never outlives the serving process."""
+"""`gateway serve` runs the pipeline and the jobs in a worker process, the outbox sender in
+another: the door answers at once whatever they do, a worker that dies is started again
+and processes what waited, and no worker outlives the serving process."""
 from __future__ import annotations
 
 import dataclasses
@@ -73,12 +73,14 @@ def test_the_door_answers_at_once_while_the_worker_is_stopped(quiet_gateway, rel
 
 
 def test_a_killed_worker_is_started_again_and_processes_what_waited(gateway, relay, engine) -> None:
-    first = gateway.worker.pid
+    first, sender = gateway.worker.pid, gateway.worker.sender.process.pid
     os.kill(first, signal.SIGKILL)
+    os.kill(sender, signal.SIGKILL)
     opening = mail(CLAIRE, OPEN)
     send(gateway.settings, opening)
     answered(relay, opening)
     assert gateway.worker.pid not in (None, first)
+    assert gateway.worker.sender.process.pid != sender
 
 
 def children(pid: int) -> list[int]:
@@ -105,7 +107,7 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def test_the_worker_ends_with_a_killed_serve(settings, loaded, free_port, tmp_path) -> None:
+def test_the_workers_end_with_a_killed_serve(settings, loaded, free_port, tmp_path) -> None:
     port = free_port()
     config = tmp_path / "gateway.toml"
     config.write_text(f'[database]\nurl = "{settings.database.url}"\n[smtp]\nport = {port}\n'
@@ -117,15 +119,15 @@ def test_the_worker_ends_with_a_killed_serve(settings, loaded, free_port, tmp_pa
     try:
         wait_for_port(port)
         deadline = time.monotonic() + 20
-        while not (workers := [p for p in children(serve.pid) if "spawn_main" in
-                               Path(f"/proc/{p}/cmdline").read_text(errors="replace")]):
-            assert time.monotonic() < deadline, "no worker process"
+        while len(workers := [p for p in children(serve.pid) if "spawn_main" in
+                              Path(f"/proc/{p}/cmdline").read_text(errors="replace")]) < 2:
+            assert time.monotonic() < deadline, "no worker processes (the pipeline's, the sender's)"
             time.sleep(0.1)
         serve.kill()
         serve.wait()
         deadline = time.monotonic() + 10
-        while not gone(workers[0]):
-            assert time.monotonic() < deadline, "the worker outlived serve"
+        while not all(gone(pid) for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived serve"
             time.sleep(0.1)
     finally:
         if serve.poll() is None:

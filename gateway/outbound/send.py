@@ -12,11 +12,13 @@ once: a crash between sending and marking sends that delivery again once its loc
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -42,6 +44,8 @@ from gateway.outbound.relay import PermanentFailure, Transport
 log = logging.getLogger(__name__)
 RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
 Clock = Callable[[], dt.datetime]  # naive UTC
+# Around each write transaction: `serve` makes its pipeline give way meanwhile (gateway/worker.py).
+Turn = Callable[[], AbstractContextManager[object]]
 
 
 def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = ()) -> EmailMessage:
@@ -140,10 +144,10 @@ def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime, lock:
 
 
 def send_one(engine: Engine, settings: Settings, transport: Transport, owner: str, delivery_id: int,
-             clock: Clock) -> str | None:
+             clock: Clock, turn: Turn = contextlib.nullcontext) -> str | None:
     """Send one delivery of the claim `owner` and record the result; returns the new status,
     or None when another sender holds it now (then nothing is sent, or nothing recorded)."""
-    with session_scope(engine) as session:
+    with turn(), session_scope(engine) as session:
         if not hold(session, delivery_id, owner, clock(), lock(settings)):
             return None
         delivery = session.get(Delivery, delivery_id)
@@ -165,7 +169,8 @@ def send_one(engine: Engine, settings: Settings, transport: Transport, owner: st
         error, permanent = str(exc), True
     except OSError as exc:  # smtplib's errors are OSErrors too
         error = f"{type(exc).__name__}: {exc}"
-    return record(engine, settings, delivery_id, owner, clock(), error, permanent)
+    with turn():
+        return record(engine, settings, delivery_id, owner, clock(), error, permanent)
 
 
 def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now: dt.datetime,
@@ -196,7 +201,8 @@ def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now
         return delivery.status
 
 
-def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = None) -> dict[str, int]:
+def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = None,
+          turn: Turn = contextlib.nullcontext) -> dict[str, int]:
     """Send every due delivery once, through one relay connection; returns how many ended in
     each status (`skipped`: another sender held it). `now` is a fixed time or a clock to
     read (default: the real time), read at each claim and each delivery. Held-back notices
@@ -205,12 +211,19 @@ def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = 
     counts: Counter[str] = Counter()
     if not due(engine, clock()):
         return {}
-    digest.flush(engine, settings, clock())
+    with turn():
+        digest.flush(engine, settings, clock())
     with Transport(settings) as transport:
-        while (batch := claim(engine, clock(), lock(settings))).ids:
+        while (batch := _claim(engine, clock(), lock(settings), turn)).ids:
             for delivery_id in batch.ids:
-                counts[send_one(engine, settings, transport, batch.owner, delivery_id, clock) or "skipped"] += 1
+                done = send_one(engine, settings, transport, batch.owner, delivery_id, clock, turn)
+                counts[done or "skipped"] += 1
     return dict(counts)
+
+
+def _claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, turn: Turn) -> Claim:
+    with turn():
+        return claim(engine, now, lock)
 
 
 def due(engine: Engine, now: dt.datetime) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
@@ -69,17 +69,22 @@ def _nothing_added(words: list[str], text: str, ours: set[tuple[str, ...]]) -> b
 
 def _candidates(session: Session, parsed: ParsedMail, sender: str | None,
                 now: dt.datetime) -> list[tuple[int, str]]:
-    """Our mails this one may be a copy of: those it refers to, and the newest sent to its sender."""
+    """Our mails this one may be a copy of: those it refers to, and the newest sent to its
+    sender. Two look-ups by index (Message-ID; recipient and date), then the texts by id:
+    none of them walks the outbox, however long its history."""
     ids = list(dict.fromkeys(parsed.in_reply_to + parsed.references))[:CANDIDATES]
-    referred = select(OutboundMessage.id).where(OutboundMessage.message_id.in_(ids)) if ids else None
-    sent = (select(Delivery.message_id).where(Delivery.recipient == sender, Delivery.created_at >= now - RECENT)
-            .order_by(Delivery.id.desc()).limit(CANDIDATES)) if sender else None
-    wanted = [q for q in (referred, sent) if q is not None]
+    wanted: set[int] = set()
+    if ids:
+        wanted.update(session.scalars(select(OutboundMessage.id).where(OutboundMessage.message_id.in_(ids))))
+    if sender:
+        wanted.update(session.scalars(
+            select(Delivery.message_id).where(Delivery.recipient == sender, Delivery.created_at >= now - RECENT)
+            .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(CANDIDATES)))
     if not wanted:
         return []
-    condition = or_(*(OutboundMessage.id.in_(q.scalar_subquery()) for q in wanted))
     return [(row.id, row.text) for row in session.execute(
-        select(OutboundMessage.id, OutboundMessage.text).where(condition).order_by(OutboundMessage.id.desc()))]
+        select(OutboundMessage.id, OutboundMessage.text).where(OutboundMessage.id.in_(sorted(wanted)))
+        .order_by(OutboundMessage.id.desc()))]
 
 
 def came_back(work: Work) -> bool:
