@@ -153,7 +153,8 @@ def contexts(evil: str = "") -> dict[str, list[dict]]:
             {**base(), "client_code": "C99999", "serial": "" + evil},
         ],
         "registration_code": [{**base(), "code": "042917", "client": client, "hours": 48}],
-        "registration_done": [{**base(), "client": client}],
+        "registration_done": [{**base(), "client": client,
+                               "example": NS(code=client.code, serial="SN-7F3A-2291")}],
         "contact_joined": [{**base(), "contact": contact, "client": client, "how": "registration"}],
         "contact_added": [{**base(), "contact": contact, "requester": requester, "client": client, "action": a}
                           for a in ("add", "update")],
@@ -552,7 +553,7 @@ def test_new_problem_explanations_mention_their_values_and_examples(lang):
 def test_refusal_renders_every_new_problem_code(lang):
     problems = [problem(code, **params) for code, params in NEW_PROBLEM_CODES.items()]
     ctx = {**base(), "problems": problems, "request": NS(title="", fields={}), "original_subject": "[SUIVI]",
-           "sender": NS(address="x@ailleurs.example", name="")}
+           "sender": NS(address="x@ailleurs.example", name=""), "example": NS(code="C00000", serial="SN-0000-0000")}
     r = render("refusal", lang, ctx)
     assert_well_rendered(r, ctx)
     fallback = "motif :" if lang == "fr" else "reason:"

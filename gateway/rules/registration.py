@@ -28,6 +28,7 @@ from gateway.models import (
     reference_key,
 )
 from gateway.outbound.outbox import STRANGER, Recipient
+from gateway.pipeline import example
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
@@ -138,8 +139,8 @@ def confirm(work: Work) -> Outcome:
     registration.confirmed_at = work.now
     client = work.session.get(Client, registration.client_id)
     assert client is not None
-    work.outbox.post("registration_done", [contact_recipient(contact)], context={"client": client},
-                     include_author=True)
+    work.outbox.post("registration_done", [contact_recipient(contact)], include_author=True,
+                     context={"client": client, "example": example.of_client(work.session, client)})
     others = list(work.session.scalars(select(Contact).where(
         Contact.client_id == client.id, Contact.status == CONTACT_ACTIVE,
         Contact.id != contact.id).order_by(Contact.id)))
