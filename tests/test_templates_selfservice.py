@@ -72,10 +72,12 @@ def base(case: NS | None = None) -> dict:
 
 
 def line(number: int, title: str, status: str = "en_cours", criticality: int = 3, priority: bool = False,
-         last_action: str = "agent_message") -> NS:
-    """A CaseLine of gateway/pipeline/follow.py."""
+         last_action: str = "agent_message", product: str = "Compta Pro", module: str | None = "Comptabilité",
+         main_contact: str = "Marie Durand") -> NS:
+    """A CaseLine of gateway/rules/follow.py."""
     return NS(number=number, title=title, status=status, criticality=criticality, priority=priority,
-              last_action=last_action, last_action_at=AT)
+              last_action=last_action, last_action_at=AT, product=product, module=module,
+              main_contact=main_contact)
 
 
 def event(kind: str, author: str, text: str, minutes: int = 0) -> NS:
