@@ -150,6 +150,9 @@ def contexts(evil: str = "") -> dict[str, list[dict]]:
              "author": author},
             {**base(case), "changes": [change("+", "compta@durand.example", True, "added")], "author": author},
         ],
+        "distribution_added": [{**base(case), "author": author},
+                               {**base(make_case(title=title, module=None)), "author": author}],
+        "distribution_removed": [{**base(case), "author": author}],
         "registration_received": [
             {**base(), "client_code": "C10042" + evil, "serial": "SN-7F3A-2291"},
             {**base(), "client_code": "C99999", "serial": "" + evil},
