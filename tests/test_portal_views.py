@@ -98,8 +98,11 @@ def test_a_stranger_is_shown_a_made_up_example_never_a_real_code(gateway, relay,
     refusal = newest(relay, STRANGER)
     assert words(paragraphs(refusal)[1]).startswith(
         "Votre adresse e-mail ne fait pas partie des interlocuteurs actifs du client C55555")
-    for part in (words(refusal.text()), words(refusal.html())):
-        assert "[CLIENT C00000] [SERIE SN-0000-0000]" in part
+    # The neutral answer to a registration shows a made-up example too.
+    send(gateway.settings, mail(STRANGER, "[INSCRIPTION] [CLIENT C55555] [SERIE SN-1234]"))
+    neutral = newest(relay, STRANGER, 2)
+    for part in (refusal.text(), refusal.html(), neutral.text(), neutral.html()):
+        assert "[CLIENT C00000] [SERIE SN-0000-0000]" in words(part)
         for real in ("C10042", "C20077", "C30105", "SN-7F3A-2291", "SN-88C1-5530", "Boulangeries"):
             assert real not in part
 
