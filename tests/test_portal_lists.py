@@ -229,3 +229,44 @@ def test_the_warning_is_a_job_of_the_command_line(loaded, settings, tmp_path) ->
     assert "expiry-notice: nothing due" in CliRunner().invoke(cli, [*run, "2026-12-21T08:00:00"]).output
     listing = CliRunner().invoke(cli, ["--config", str(config), "jobs", "list"])
     assert listing.exit_code == 0 and "expiry-notice" in listing.output
+
+
+# -- registration: a name, and where the serial is found ------------------------------------------
+
+def test_registration_takes_the_name_line_and_welcomes_with_the_licences(gateway, relay, loaded) -> None:
+    register = "[INSCRIPTION] [CLIENT C10042] [SERIE SN-7F3A-2291]"
+    neutral = ask(gateway, relay, NEWCOMER, register, "Nom : Julie Noël\n\nBonjour, je rejoins l'équipe.\n",
+                  name="jnoel")
+    for part in (neutral.text(), neutral.html()):
+        assert "Julie Noël" in part and "facture de maintenance" in part
+    code = re.search(r"\b(\d{6})\b", received(relay, NEWCOMER, 2)[1].text()).group(1)
+    with session_scope(loaded) as session:
+        assert session.scalar(select(Contact.name).where(Contact.email == NEWCOMER)) == "Julie Noël"
+    welcome = ask(gateway, relay, NEWCOMER, f"[INSCRIPTION {code}]")
+    assert welcome.subject.startswith("Votre inscription auprès de")
+    for part in (welcome.text(), welcome.html()):
+        assert "SN-7F3A-2291" in part and "Gestion Commerciale 100" in part and "SN-1B22-0042" in part
+        assert "SN-88C1-5530" not in part
+    assert phone_cells(welcome.html()) == [(GREEN, "active"), (RED, "inactive")]
+    joined = received(relay, CLAIRE)[-1]
+    assert "Julie Noël" in joined.text() and "Julie Noël" in joined.html()
+
+
+def test_registration_without_a_name_asks_for_it_in_english(gateway, relay, loaded) -> None:
+    stranger = "jane.doe@northwind.example"
+    english = {"Accept-Language": "en"}  # (set_content drops Content-* headers)
+    answer = ask(gateway, relay, stranger, "[REGISTER] [CUSTOMER C30105] [SERIAL SN-42EE-9001]", "Hello.\n",
+                 headers=english)
+    assert answer.subject.startswith("Your registration request")
+    for part in (answer.text(), answer.html()):
+        assert "Your name was not given" in part and "maintenance invoice" in part
+    # No code without a name; with a "Name:" line, the code follows the same neutral answer.
+    send(gateway.settings, mail(CLAIRE, "[SUIVI]"))
+    received(relay, CLAIRE)
+    assert len(relay.to(stranger)) == 1
+    send(gateway.settings, mail(stranger, "[REGISTER] [CUSTOMER C30105] [SERIAL SN-42EE-9001]", "Name: Jane Doe\n",
+                                headers=english))
+    got = received(relay, stranger, 3)
+    assert "Jane Doe" in got[1].text() and re.search(r"\b\d{6}\b", got[2].text())
+    with session_scope(loaded) as session:
+        assert session.scalar(select(Contact.name).where(Contact.email == stranger)) == "Jane Doe"
