@@ -43,7 +43,7 @@ class Transport:
         """Hand `msg` to the relay for `recipient`. Raises PermanentFailure on a 5xx, and
         smtplib.SMTPException or OSError when it may work later."""
         if self.settings.outbound.transport == "maildir":
-            self._to_maildir(msg)
+            self._to_maildir(msg, recipient)
             return
         try:
             self._to_relay(msg, recipient)
@@ -115,12 +115,15 @@ class Transport:
         if smtp is not None:
             smtp.close()
 
-    def _to_maildir(self, msg: EmailMessage) -> None:
+    def _to_maildir(self, msg: EmailMessage, recipient: str) -> None:
+        """Write the copy for `recipient`, its first line `Delivered-To:` naming whose copy
+        it is, as a mail server's local delivery does (all copies share one Message-ID)."""
         folder = self.settings.path(self.settings.outbound.maildir)
         # Maildir(create=True) makes the last folder only: "var/sent" needs "var" first.
         folder.parent.mkdir(parents=True, exist_ok=True)
         box = mailbox.Maildir(folder, create=True)
         try:
-            box.add(msg.as_bytes())
+            stamp = "Delivered-To: " + "".join(recipient.split()) + "\n"
+            box.add(stamp.encode("utf-8") + msg.as_bytes())
         finally:
             box.close()
