@@ -2,6 +2,8 @@
 before anything runs, and no command falls back on defaults the operator never chose."""
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -100,3 +102,42 @@ def test_a_command_without_a_configuration_file_says_so_and_fails(tmp_path: Path
     assert not (tmp_path / "var").exists()
     missing = CliRunner().invoke(main, ["--config", str(tmp_path / "nope.toml"), "status"])
     assert missing.exit_code == 1 and f"configuration file {tmp_path / 'nope.toml'} does not exist" in missing.output
+
+
+# -- the systemd unit --------------------------------------------------------------------
+
+UNIT = ROOT / "config" / "gateway.service"
+
+
+def _unit_settings() -> dict[str, str]:
+    found = {}
+    for line in UNIT.read_text(encoding="utf-8").splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def test_the_unit_restarts_on_failure_as_a_dedicated_user_with_its_state_directory() -> None:
+    unit = _unit_settings()
+    assert (unit["User"], unit["Group"], unit["Restart"], unit["StateDirectory"]) == (
+        "gateway", "gateway", "on-failure", "gateway")
+    assert unit["ExecStart"].split()[1:] == ["--config", str(DEFAULT_CONFIG), "serve"]
+    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+                       "PrivateTmp": "yes", "CapabilityBoundingSet": ""}.items():
+        assert unit[key] == value, key
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (Debian's systemd)")
+def test_systemd_accepts_the_unit_and_rates_its_exposure_low(tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the unit, with ExecStart pointing at this virtualenv's
+    gateway (the unit names /opt/gateway, where the README installs it)."""
+    unit = tmp_path / "gateway.service"
+    unit.write_text(UNIT.read_text(encoding="utf-8").replace(
+        "/opt/gateway/bin/gateway", str(Path(sys.executable).parent / "gateway")), encoding="utf-8")
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
+                              capture_output=True, text=True, check=False)
+    exposure = float(re.search(r"Overall exposure level for gateway.service: ([0-9.]+)", security.stdout)[1])  # type: ignore[index]
+    assert exposure <= 2.0, security.stdout
