@@ -94,13 +94,17 @@ class Scheduler:
     def _fire(self, name: str) -> None:
         try:
             result = runner.run(name, self.settings, self.engine, utcnow(), self.stopping.is_set)
-            self.on_run(name, "failed" if result.errors else "ok")
+        except Exception:
+            self.on_run(name, "error")
+            log.exception("scheduled job %s failed", name)
+            return
+        self.on_run(name, "failed" if result.errors else "ok")
+        try:
             if result.did.keys() - {"empty digest"} or result.errors:
                 log.info("%s", result.summary())
             self._plan(name)
         except Exception:
-            self.on_run(name, "error")
-            log.exception("scheduled job %s failed", name)
+            log.exception("scheduled job %s ran, but its next run could not be recorded", name)
 
     @property
     def running(self) -> bool:

@@ -120,6 +120,16 @@ def test_a_read_only_shm_file_is_one_line_naming_the_file_and_the_remedy(shared)
                 and f"chown nobody: {database}*" in result.stderr and "Traceback" not in result.stderr)
     user.owns(shm)
     assert user.runs([command, "--config", str(config), "status"]).returncode == 0
+    # A folder the user may not write in (root's here): SQLite cannot create the database.
+    elsewhere = tmp_path / "root-only" / "gateway.sqlite3"
+    elsewhere.parent.mkdir(mode=0o755)
+    other = write_config(tmp_path / "other.toml", f"sqlite:///{elsewhere}")
+    other.chmod(0o644)
+    result = user.runs([command, "--config", str(other), "status"])
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result
+    assert (f"cannot open database {elsewhere}" in result.stderr
+            and f"its folder {elsewhere.parent} must exist and be writable by user nobody (owner: root)"
+            in result.stderr)
 
 
 def test_a_relay_refusal_at_rcpt_marks_the_contact_failing(tmp_path, settings, loaded, relay) -> None:
