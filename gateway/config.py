@@ -29,6 +29,7 @@ from gateway.settings import (
     HealthSettings,
     ImapSettings,
     JobSettings,
+    LicenceSettings,
     LogSettings,
     OutboundSettings,
     ReminderSettings,
@@ -48,6 +49,7 @@ __all__ = [
     "HealthSettings",
     "ImapSettings",
     "JobSettings",
+    "LicenceSettings",
     "LogSettings",
     "OutboundSettings",
     "PROJECT_DIR",
@@ -70,7 +72,7 @@ _SECTIONS: dict[str, type] = {
     "outbound": OutboundSettings, "support": SupportSettings,
     "sales_admin": SalesAdminSettings, "reminders": ReminderSettings,
     "cases": CaseSettings, "sla": SlaSettings, "contacts": ContactSettings,
-    "jobs": JobSettings, "log": LogSettings, "health": HealthSettings,
+    "jobs": JobSettings, "log": LogSettings, "licences": LicenceSettings, "health": HealthSettings,
 }
 _TOP_LEVEL = ("templates_dir",)
 

@@ -85,7 +85,7 @@ def test_the_shipped_example_is_valid_and_matches_the_embedded_defaults() -> Non
     shipped = config.load(ROOT / "config" / "gateway.toml")
     defaults = Settings()
     for section in ("smtp", "support", "sales_admin", "reminders", "cases", "sla", "contacts", "jobs",
-                    "health"):
+                    "licences", "health"):
         assert getattr(shipped, section) == getattr(defaults, section), section
     assert "docs/" not in (ROOT / "config" / "gateway.toml").read_text(encoding="utf-8")
 

@@ -22,6 +22,7 @@ from harness import CLAIRE, mail
 from test_cli import OPEN, write_config
 
 from gateway.config import HealthSettings
+from gateway.jobs import NAMES
 from gateway.serve import Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def test_serve_answers_healthz_and_metrics_and_logs_json_lines(tmp_path, setting
         assert code == 200 and report["status"] == "ok" and report["database"] == "up"
         assert report["parts"] == {"smtp": "up", "imap": "disabled", "pipeline": "up", "outbox": "up",
                                    "scheduler": "up"}
-        assert set(report["jobs"]) == {"reminders", "autoclose", "escalation", "adv-digest", "licence-expiry"}
+        assert set(report["jobs"]) == set(NAMES)
         with smtplib.SMTP("127.0.0.1", door) as smtp:
             smtp.send_message(mail(CLAIRE, OPEN))
         sent = 'gateway_deliveries_total{result="sent"}'
