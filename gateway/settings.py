@@ -9,7 +9,11 @@ from pathlib import Path
 from gateway.address import SupportAddress
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_DIR / "config" / "gateway.toml"
+# The file a command reads when neither --config nor GATEWAY_CONFIG names one.
+DEFAULT_CONFIG = Path("/etc/gateway/gateway.toml")
+# The templates travel inside the package: gateway/templates links to the checkout's
+# templates/, and the wheel carries them as package data.
+PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,13 @@ class ImapSettings:
         return self.folders or (self.folder,)
 
 
+TRANSPORTS = ("smtp", "maildir")
+LANGUAGES = ("fr", "en")
+
+
 @dataclass(frozen=True)
 class OutboundSettings:
-    transport: str = "maildir"  # "smtp" or "maildir"
+    transport: str = "maildir"  # one of TRANSPORTS
     host: str = "127.0.0.1"
     port: int = 25
     starttls: bool = False
@@ -157,6 +165,15 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """The HTTP endpoint of `gateway serve` for /healthz and /metrics: off unless enabled,
+    and on a loopback address only."""
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9325
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Where commands append their log. Empty: standard error; for `ingest` reading standard
     input (an MTA's pipe), syslog (facility mail) when /dev/log exists, else nowhere."""
@@ -178,7 +195,8 @@ class Settings:
     licences: LicenceSettings = LicenceSettings()
     jobs: JobSettings = JobSettings()
     log: LogSettings = LogSettings()
-    templates_dir: str = str(PROJECT_DIR / "templates")
+    health: HealthSettings = HealthSettings()
+    templates_dir: str = str(PACKAGE_TEMPLATES)
     base_dir: str = "."
 
     def path(self, value: str) -> Path:
