@@ -29,6 +29,8 @@ NAMES: dict[str, str] = {
     "suivi": "follow", "status": "follow",
     "inscription": "register", "register": "register",
     "interlocuteur": "contact", "contact": "contact",
+    "contactprincipal": "main_contact", "maincontact": "main_contact",
+    "interlocuteurprincipal": "main_contact",
     "attente": "waiting", "waiting": "waiting",
     "resolu": "resolved", "resolved": "resolved",
     "clos": "closed", "closed": "closed",
@@ -36,7 +38,10 @@ NAMES: dict[str, str] = {
     "case": "case",
 }
 # The fields a `Name : value` line at the top of the body may give.
-BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority")
+BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority", "main_contact")
+# A body line `Interlocuteur :` / `Contact :` names the case's main contact; the subject tag
+# `[INTERLOCUTEUR adresse]` does too (an address as its value), `[INTERLOCUTEUR AJOUT]` is a command.
+_BODY_ALIASES = {"contact": "main_contact"}
 COMMANDS = ("close", "info", "follow", "register", "contact")
 AGENT_COMMANDS = ("waiting", "resolved", "closed", "note")
 
@@ -89,7 +94,7 @@ class FieldLine:
 @dataclass
 class Request:
     """What a message asks for, as written; the rules decide what it may do."""
-    fields: dict[str, str] = field(default_factory=dict)  # client, serial, criticality, module, distribution
+    fields: dict[str, str] = field(default_factory=dict)  # client, serial, criticality, module, distribution…
     flags: set[str] = field(default_factory=set)            # priority and the commands present
     command_values: dict[str, str] = field(default_factory=dict)  # e.g. follow -> "CLOS"
     case_number: int | None = None
@@ -164,6 +169,8 @@ def parse_subject(subject: str, case_tag: str = "Dossier") -> Request:
 
 def _record(request: Request, name: str, value: str) -> None:
     value = value.strip()
+    if name == "contact" and "@" in value:
+        name = "main_contact"
     if name == "case":
         m = _CASE_NUMBER.match(value)
         if m and request.case_number is None:
@@ -187,6 +194,7 @@ def read_body_fields(request: Request, text: str) -> None:
             break  # the first blank line ends the top of the body
         m = _FIELD_LINE.match(line) if len(line) <= _LONGEST_FIELD_LINE else None
         name = NAMES.get(normalise(m.group(1))) if m else None
+        name = _BODY_ALIASES.get(name or "", name)
         if m is None or name not in BODY_FIELDS:
             continue
         value = m.group(2)
