@@ -296,3 +296,19 @@ def test_held_back_notices_about_a_priority_case_come_first_in_the_digest(gatewa
     assert firsts[0] < firsts[1], "the priority case's notices come first"
     html = merged.html()
     assert html.index("Précision") <= html.index(f"sur {urgent}") < html.index(f"sur {plain}")
+
+
+def test_a_repeated_value_is_a_message_and_an_agent_changes_a_case_too(gateway, relay, engine) -> None:
+    settings = gateway.settings
+    number = open_case(gateway, relay)
+    # The opening subject's tags again, with words: the words are added, nothing changes.
+    send(settings, mail(CLAIRE, f"[Dossier #{number}] {OPEN}", "Autre précision."))
+    assert "Autre précision." in newest(relay, MATHILDE, "Autre précision.").text()
+    assert [e["kind"] for e in case_of(engine, number)["events"]] == ["opened", "customer_message"]
+    relay.clear()
+    send(settings, agent_mail(engine, settings, MATHILDE, number, f"[Dossier #{number}] [CRITICITE haute]",
+                              body="\n"))
+    announced = newest(relay, GREGOIRE, "modifié")
+    assert "Criticité : 4 – basse → 2 – haute" in announced.text() and "Mathilde Roche" in announced.html()
+    assert newest(relay, MATHILDE, "modifié")  # the agent's own copy
+    assert case_of(engine, number)["criticality"] == 2 and relay.to(CLAIRE) == []
