@@ -23,6 +23,7 @@ from gateway.settings import (
     DatabaseSettings,
     ImapSettings,
     JobSettings,
+    LicenceSettings,
     LogSettings,
     OutboundSettings,
     ReminderSettings,
@@ -41,6 +42,7 @@ __all__ = [
     "DatabaseSettings",
     "ImapSettings",
     "JobSettings",
+    "LicenceSettings",
     "LogSettings",
     "OutboundSettings",
     "PROJECT_DIR",
@@ -63,7 +65,7 @@ _SECTIONS: dict[str, type] = {
     "outbound": OutboundSettings, "support": SupportSettings,
     "sales_admin": SalesAdminSettings, "reminders": ReminderSettings,
     "cases": CaseSettings, "sla": SlaSettings, "contacts": ContactSettings,
-    "jobs": JobSettings, "log": LogSettings,
+    "jobs": JobSettings, "log": LogSettings, "licences": LicenceSettings,
 }
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 def daily_times(settings: Settings) -> dict[str, dt.time]:
     return {"licence-expiry": dt.time.fromisoformat(settings.jobs.licence_expiry_at),
+            "expiry-notice": dt.time.fromisoformat(settings.jobs.expiry_notice_at),
             "adv-digest": dt.time.fromisoformat(settings.jobs.adv_digest_at)}
 
 

@@ -132,6 +132,12 @@ class ContactSettings:
 
 
 @dataclass(frozen=True)
+class LicenceSettings:
+    # Days before a licence's end date that its contacts are warned (0: never).
+    expiry_notice_days: int = 30
+
+
+@dataclass(frozen=True)
 class SlaSettings:
     first_response_hours: dict[int, int] = field(
         default_factory=lambda: {1: 2, 2: 8, 3: 24, 4: 72})
@@ -148,6 +154,7 @@ class JobSettings:
     escalation_every_minutes: int = 5
     adv_digest_at: str = "08:00"        # local time of day
     licence_expiry_at: str = "00:15"    # local time of day
+    expiry_notice_at: str = "09:00"     # local time of day: contacts warned a licence ends soon
     holidays: str = "FR"                # public holidays for business days: country[-subdivision]
 
 
@@ -170,6 +177,7 @@ class Settings:
     cases: CaseSettings = CaseSettings()
     sla: SlaSettings = SlaSettings()
     contacts: ContactSettings = ContactSettings()
+    licences: LicenceSettings = LicenceSettings()
     jobs: JobSettings = JobSettings()
     log: LogSettings = LogSettings()
     templates_dir: str = str(PROJECT_DIR / "templates")

@@ -22,7 +22,7 @@ def jobs() -> None:
 
 @jobs.command("run")
 @click.argument("name", type=click.Choice(("reminders", "autoclose", "escalation", "adv-digest",
-                                           "licence-expiry", "all")))
+                                           "licence-expiry", "expiry-notice", "all")))
 @click.option("--now", "now", metavar="ISO-8601",
               help="The job's clock: what is due then is done now (default: now; UTC without an offset).")
 @pass_app

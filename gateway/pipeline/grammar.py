@@ -36,13 +36,19 @@ NAMES: dict[str, str] = {
     "clos": "closed", "closed": "closed",
     "note": "note", "interne": "note",
     "case": "case",
+    "licences": "licences", "licenses": "licences",
+    "interlocuteurs": "contacts", "contacts": "contacts",
+    "nom": "name", "name": "name",
 }
 # The fields a `Name : value` line at the top of the body may give.
 BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority", "main_contact")
 # A body line `Interlocuteur :` / `Contact :` names the case's main contact; the subject tag
 # `[INTERLOCUTEUR adresse]` does too (an address as its value), `[INTERLOCUTEUR AJOUT]` is a command.
 _BODY_ALIASES = {"contact": "main_contact"}
-COMMANDS = ("close", "info", "follow", "register", "contact")
+COMMANDS = ("close", "info", "follow", "register", "contact", "licences", "contacts")
+# Read from the body like BODY_FIELDS, but opening a case leaves their lines in its text:
+# only the rule that uses one (the registration's name) takes it out.
+OTHER_BODY_FIELDS = ("name",)
 AGENT_COMMANDS = ("waiting", "resolved", "closed", "note")
 
 CRITICALITY: dict[str, int] = {
@@ -195,7 +201,7 @@ def read_body_fields(request: Request, text: str) -> None:
         m = _FIELD_LINE.match(line) if len(line) <= _LONGEST_FIELD_LINE else None
         name = NAMES.get(normalise(m.group(1))) if m else None
         name = _BODY_ALIASES.get(name or "", name)
-        if m is None or name not in BODY_FIELDS:
+        if m is None or (name not in BODY_FIELDS and name not in OTHER_BODY_FIELDS):
             continue
         value = m.group(2)
         request.field_lines.append(FieldLine(name, value, index))

@@ -4,14 +4,14 @@
 an open case (`[CRITICITE 1]`), `cases.priority_since` when the case gets priority; the
 escalation job counts each first-response delay from them (from the opening when empty).
 
-Revision ID: 0010_case_sla_changes
-Revises: 0009
+Revision ID: 0011_case_sla_changes
+Revises: 0010_licence_notices
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0010_case_sla_changes'
-down_revision = '0009'
+revision = '0011_case_sla_changes'
+down_revision = '0010_licence_notices'
 branch_labels = None
 depends_on = None
 
