@@ -312,3 +312,23 @@ def test_a_repeated_value_is_a_message_and_an_agent_changes_a_case_too(gateway, 
     assert "Criticité : 4 – basse → 2 – haute" in announced.text() and "Mathilde Roche" in announced.html()
     assert newest(relay, MATHILDE, "modifié")  # the agent's own copy
     assert case_of(engine, number)["criticality"] == 2 and relay.to(CLAIRE) == []
+
+
+def test_which_lines_and_tags_name_a_main_contact() -> None:
+    from gateway.pipeline.grammar import parse_request
+    named = {
+        ("[INTERLOCUTEUR paul@x.fr] Titre", ""): "paul@x.fr",
+        ("[CONTACT Paul Girard <paul@x.fr>] Titre", ""): "Paul Girard <paul@x.fr>",
+        ("Titre", "Interlocuteur : Paul Girard\n\nTexte"): "Paul Girard",
+        ("Titre", "Contact principal : paul@x.fr\n\nTexte"): "paul@x.fr",
+        ("Titre", "Main contact: Emma Stone\n\nText"): "Emma Stone",
+        ("Titre", "Contact : paul@x.fr\n\nTexte"): "paul@x.fr",
+    }
+    for (subject, body), value in named.items():
+        request = parse_request(subject, body)
+        assert request.fields.get("main_contact") == value, (subject, body)
+        assert "contact" not in request.flags
+    # The commands keep their meaning; a `Contact :` line without an address is text.
+    assert parse_request("[INTERLOCUTEUR AJOUT]", "Email : a@x.fr").command_values == {"contact": "AJOUT"}
+    request = parse_request("[Dossier #3] précision", "Contact : 04 72 00 11 22\n\nMerci")
+    assert "main_contact" not in request.fields and request.body(("main_contact",)).startswith("Contact : 04")

@@ -42,9 +42,9 @@ NAMES: dict[str, str] = {
 }
 # The fields a `Name : value` line at the top of the body may give.
 BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority", "main_contact")
-# A body line `Interlocuteur :` / `Contact :` names the case's main contact; the subject tag
-# `[INTERLOCUTEUR adresse]` does too (an address as its value), `[INTERLOCUTEUR AJOUT]` is a command.
-_BODY_ALIASES = {"contact": "main_contact"}
+# A body line `Interlocuteur :` (or `Contact principal :`) names the case's main contact, by
+# address or name; `Contact :` too, with an address only (else it is text: "Contact : 04 72…").
+# The subject tag `[INTERLOCUTEUR adresse]` does too; `[INTERLOCUTEUR AJOUT]` is a command.
 COMMANDS = ("close", "info", "follow", "register", "contact", "licences", "contacts")
 # Read from the body like BODY_FIELDS, but opening a case leaves their lines in its text:
 # only the rule that uses one (the registration's name) takes it out.
@@ -199,8 +199,10 @@ def read_body_fields(request: Request, text: str) -> None:
         if not line.strip():
             break  # the first blank line ends the top of the body
         m = _FIELD_LINE.match(line) if len(line) <= _LONGEST_FIELD_LINE else None
-        name = NAMES.get(normalise(m.group(1))) if m else None
-        name = _BODY_ALIASES.get(name or "", name)
+        key = normalise(m.group(1)) if m else ""
+        name = NAMES.get(key)
+        if m and name == "contact" and (key != "contact" or "@" in m.group(2)):
+            name = "main_contact"
         if m is None or (name not in BODY_FIELDS and name not in OTHER_BODY_FIELDS):
             continue
         value = m.group(2)

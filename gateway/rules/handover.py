@@ -12,6 +12,7 @@ active contacts and nobody else's. Never commits.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.rules import answer, message
 
 USED = ("main_contact", "priority")
+_ADDRESS = re.compile(r"[^\s<>,;\[\]]+@[^\s<>,;\[\]]+")
 
 
 def wanted(work: Work) -> bool:
@@ -37,6 +39,8 @@ def _named(work: Work, client: Client) -> tuple[Contact | None, str]:
     """The contact of `client` the message names and, when none can be, why: "unknown" (no
     contact of this company has that address or name) or "not_active" (pending, inactive)."""
     value = _fold(work.request.fields["main_contact"].strip().strip("<>"))
+    address = _ADDRESS.search(value)
+    value = address.group(0) if address else value
     found = [c for c in work.session.scalars(select(Contact).where(Contact.client_id == client.id)
                                              .order_by(Contact.id))
              if c.email.casefold() == value or (c.name and _fold(c.name) == value)]
