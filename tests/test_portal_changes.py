@@ -332,3 +332,39 @@ def test_which_lines_and_tags_name_a_main_contact() -> None:
     assert parse_request("[INTERLOCUTEUR AJOUT]", "Email : a@x.fr").command_values == {"contact": "AJOUT"}
     request = parse_request("[Dossier #3] précision", "Contact : 04 72 00 11 22\n\nMerci")
     assert "main_contact" not in request.fields and request.body(("main_contact",)).startswith("Contact : 04")
+
+
+# -- the templates, from plain objects ------------------------------------------------------------
+
+def test_the_new_mails_render_in_both_languages_and_escape_what_people_wrote() -> None:
+    from types import SimpleNamespace as NS
+
+    from test_templates import SETTINGS, TEMPLATES, XSS, XSS_ESCAPED, assert_well_rendered, base_context, make_case
+
+    from gateway.outbound import compose
+    settings = NS(**vars(SETTINGS), sla=NS(priority_first_response_hours=4))
+    case = make_case(title="Grand livre" + XSS)
+    former = NS(name="Paul Martin" + XSS, email="paul.martin@durand.example")
+    author = NS(name="Marie Durand" + XSS, address="marie.durand@durand.example")
+    changes = [NS(field="criticality", before=3, after=1), NS(field="module", before=None, after="Banque")]
+    candidates = [NS(name="Marie Durand" + XSS, email="marie.durand@durand.example")]
+    refused = {"named": "x@y.example" + XSS, "client": case.client, "candidates": candidates, "problems": [],
+               "request": NS(title="t", fields={}), "original_subject": "Urgent" + XSS, "sender": author}
+    contexts = {
+        "main_contact_changed": [{"former": former, "author": author}],
+        "main_contact_refused": [dict(refused, reason=reason) for reason in ("unknown", "not_active")]
+                                + [dict(refused, reason=reason, on_case=True)
+                                   for reason in ("not_allowed", "closed", "already")],
+        "case_changed": [{"changes": changes, "author": author, "details": ""}],
+        "agent_case_changed": [{"changes": changes, "author": author, "details": "Bonjour" + XSS},
+                               {"changes": [NS(field="priority", before=False, after=True)], "author": author,
+                                "details": ""}],
+    }
+    for kind, variants in contexts.items():
+        for variant in variants:
+            on_case = variant.pop("on_case", kind != "main_contact_refused")
+            ctx = {**base_context(case if on_case else None), **variant, "settings": settings}
+            for lang in ("fr", "en"):
+                rendered = compose.render(TEMPLATES, kind, lang, ctx)
+                assert_well_rendered(rendered, ctx)
+                assert XSS not in rendered.html and XSS_ESCAPED in rendered.html, (kind, lang)
