@@ -149,6 +149,8 @@ class LicenceSettings:
 class SlaSettings:
     first_response_hours: dict[int, int] = field(
         default_factory=lambda: {1: 2, 2: 8, 3: 24, 4: 72})
+    # A priority case is answered within this delay, or its criticality's when shorter.
+    priority_first_response_hours: int = 4
 
 
 @dataclass(frozen=True)
