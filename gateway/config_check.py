@@ -20,7 +20,7 @@ TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 # would refuse everything). Other numbers may be 0, and none may be negative.
 POSITIVE = {"poll_seconds", "idle_seconds", "timeout_seconds", "claim_seconds", "max_message_bytes",
             "give_up_after_hours", "reminders_every_minutes", "escalation_every_minutes",
-            "notice_window_minutes", "registration_code_hours"}
+            "notice_window_minutes", "registration_code_hours", "priority_first_response_hours"}
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("outbound", "transport"): TRANSPORTS,
     ("support", "language"): LANGUAGES,
@@ -49,7 +49,7 @@ def shown(value: Any) -> str:
 def value(section: str, key: str, raw: Any, default: Any, from_env: bool) -> Any:
     """`raw` (from the file, or a string from the environment when `from_env`) as the
     setting's value; raises Invalid when it does not fit."""
-    if section == "sla":
+    if section == "sla" and key == "first_response_hours":
         return _sla(raw, from_env)
     typed = _typed(raw, default, from_env)
     choices = CHOICES.get((section, key))

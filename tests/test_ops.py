@@ -54,6 +54,7 @@ def test_the_default_templates_are_the_package_s_own() -> None:
     ('[outbound]\npoll_seconds = 0\n', '[outbound] poll_seconds = 0: must be above zero'),
     ('[imap]\nfolders = "INBOX"\n', '[imap] folders = "INBOX": not a list of strings'),
     ('[sla]\nfirst_response_hours = { 7 = 2 }\n', '[sla] first_response_hours = {"7": 2}: criticality or hours'),
+    ('[sla]\npriority_first_response_hours = 0\n', '[sla] priority_first_response_hours = 0: must be above zero'),
     ('[jobs]\nadv_digest_at = "8h"\n', '[jobs] adv_digest_at = "8h": not a time of day; allowed: a time of day such as "08:00"'),
     ('[health]\nhost = "0.0.0.0"\n', '[health] host = "0.0.0.0": not a loopback address'),
     ('[database]\nurl = "mysql://x"\n', '[database] url = "mysql://x": not a database URL'),
