@@ -1,7 +1,7 @@
 """The operator's view of reference data: contacts, licences, contracts and their points.
 
-Plain dicts for the command line; `credit` is the only write (a ledger entry and the new
-balance, in the caller's transaction). Never commits.
+Plain dicts for the command line; `credit` (a ledger entry and the new balance) and
+`mark_failing` are the only writes, in the caller's transaction. Never commits.
 """
 from __future__ import annotations
 
@@ -80,3 +80,10 @@ def credit(session: Session, code: str, points: int, reason: str, now: dt.dateti
     session.add(PointsEntry(contract_id=contract.id, delta=points, balance=balance, reason=reason or "operator",
                             at=now))
     return balance
+
+
+def mark_failing(session: Session, addresses: list[str], now: dt.datetime) -> None:
+    """Mark the contacts at `addresses` as failing since `now` (those already failing keep
+    their date): a delivery report or the relay's 5xx at RCPT said mail to them fails."""
+    session.execute(update(Contact).where(Contact.email.in_(addresses), Contact.failing_since.is_(None))
+                    .values(failing_since=now).execution_options(synchronize_session=False))

@@ -9,6 +9,8 @@ and never changes what a command does or its exit status.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import logging
 import logging.handlers
 import os
@@ -79,6 +81,32 @@ def to_file(path: Path) -> None:
     except OSError:
         return
     _use(handler, FILE_FORMAT)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record, on one line (a traceback included, its newlines
+    escaped): `time` (UTC, ISO 8601), `level`, `logger`, `message`, `process`, `thread`,
+    and `exception` when there is one. For journald's JSON fields and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        event = {"time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+                 "process": record.process, "thread": record.threadName}
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return json.dumps(event, ensure_ascii=False)
+
+
+def as_json() -> None:
+    """From now on, this module's handler writes one JSON object per line (JsonLines)."""
+    if _ours is not None:
+        _ours.setFormatter(JsonLines())
+
+
+def is_json() -> bool:
+    """Whether this module's handler writes JSON lines (as_json)."""
+    return _ours is not None and isinstance(_ours.formatter, JsonLines)
 
 
 def close() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 def daily_times(settings: Settings) -> dict[str, dt.time]:
     return {"licence-expiry": dt.time.fromisoformat(settings.jobs.licence_expiry_at),
+            "expiry-notice": dt.time.fromisoformat(settings.jobs.expiry_notice_at),
             "adv-digest": dt.time.fromisoformat(settings.jobs.adv_digest_at)}
 
 
@@ -58,8 +60,9 @@ def missed(at: dt.time, settings: Settings, last_ok: dt.datetime | None, now: dt
 class Scheduler:
     """`start()` then `stop()`; the jobs themselves are in gateway/jobs/."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
-        self.settings, self.engine = settings, engine
+    def __init__(self, settings: Settings, engine: Engine,
+                 on_run: Callable[[str, str], None] = lambda _job, _outcome: None) -> None:
+        self.settings, self.engine, self.on_run = settings, engine, on_run
         self.triggers = triggers(settings)
         self.stopping = threading.Event()
         # APScheduler logs every run at INFO; the gateway logs one line when a run did something.
@@ -92,11 +95,22 @@ class Scheduler:
     def _fire(self, name: str) -> None:
         try:
             result = runner.run(name, self.settings, self.engine, utcnow(), self.stopping.is_set)
+        except Exception:
+            self.on_run(name, "error")
+            log.exception("scheduled job %s failed", name)
+            return
+        self.on_run(name, "failed" if result.errors else "ok")
+        try:
             if result.did.keys() - {"empty digest"} or result.errors:
                 log.info("%s", result.summary())
             self._plan(name)
         except Exception:
-            log.exception("scheduled job %s failed", name)
+            log.exception("scheduled job %s ran, but its next run could not be recorded", name)
+
+    @property
+    def running(self) -> bool:
+        """APScheduler is running (not stopped, and its thread alive)."""
+        return bool(self.scheduler.running) and not self.stopping.is_set()
 
     def _plan(self, name: str) -> None:
         """Record when the job runs next and what it would do then, as things stand."""

@@ -1,8 +1,9 @@
-"""`gateway serve`: the SMTP/LMTP and IMAP doors in this process, and the worker (the
-pipeline, the outbox sender and the scheduler, gateway/worker.py) in a process of its own,
-or in threads of this one with `[serve] worker_process = false`.
+"""`gateway serve`: the SMTP/LMTP and IMAP doors and the health and metrics endpoint (when
+enabled) in this process; the pipeline and the scheduler in a worker process, the outbox
+sender in another (gateway/worker_process.py), or all of them in threads of this process
+with `[serve] worker_process = false` (gateway/worker.py).
 
-A door only stores: once a message is committed it answers and wakes the worker.
+A door only stores: once a message is committed it answers and wakes the pipeline.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from gateway.config import Settings
+from gateway.health import Endpoint
+from gateway.metrics import Metrics
 from gateway.worker import Storing, Worker
 from gateway.worker_process import WorkerProcess
 
@@ -27,12 +30,27 @@ class Gateway:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings, self.engine = settings, engine
+        self.metrics = Metrics(engine)
         self.storing = Storing.shared() if settings.serve.worker_process else Storing()
         self.worker: Worker | WorkerProcess = (
-            WorkerProcess(settings, self.storing) if settings.serve.worker_process
-            else Worker(settings, engine, self.storing))
+            WorkerProcess(settings, self.storing, self.metrics.apply) if settings.serve.worker_process
+            else Worker(settings, engine, self.storing, report=self.metrics.apply))
         self.door: DoorController | None = None
         self.imap_door: ImapDoor | None = None
+        self.endpoint: Endpoint | None = None
+
+    def parts(self) -> dict[str, str]:
+        """Each part of the gateway: "up", "down", or "disabled" by the configuration."""
+        def state(enabled: bool, up: bool) -> str:
+            return "disabled" if not enabled else "up" if up else "down"
+        s, worker = self.settings, self.worker.up()
+        return {
+            "smtp": state(s.smtp.enabled, self.door is not None and self.door.serving),
+            "imap": state(s.imap.enabled, self.imap_door is not None and self.imap_door.up),
+            "pipeline": state(True, worker["pipeline"]),
+            "outbox": state(True, worker["outbox"]),
+            "scheduler": state(s.jobs.enabled, worker["scheduler"]),
+        }
 
     def start(self) -> None:
         self.worker.start()
@@ -43,6 +61,10 @@ class Gateway:
             from gateway.receive import imap
             self.imap_door = imap.ImapDoor(self.settings, self.engine, lambda _id: self.worker.wake())
             self.imap_door.start()
+        if self.settings.health.enabled:  # last: its first answer already sees every part up
+            health = self.settings.health
+            self.endpoint = Endpoint(health.host, health.port, self.engine, self.parts, self.metrics.registry)
+            self.endpoint.start()
 
     def stop(self) -> None:
         if self.imap_door is not None:
@@ -50,3 +72,5 @@ class Gateway:
         if self.door is not None:
             self.door.stop()
         self.worker.stop()
+        if self.endpoint is not None:
+            self.endpoint.stop()

@@ -9,7 +9,11 @@ from pathlib import Path
 from gateway.address import SupportAddress
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_DIR / "config" / "gateway.toml"
+# The file a command reads when neither --config nor GATEWAY_CONFIG names one.
+DEFAULT_CONFIG = Path("/etc/gateway/gateway.toml")
+# The templates travel inside the package: gateway/templates links to the checkout's
+# templates/, and the wheel carries them as package data.
+PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,13 @@ class ImapSettings:
         return self.folders or (self.folder,)
 
 
+TRANSPORTS = ("smtp", "maildir")
+LANGUAGES = ("fr", "en")
+
+
 @dataclass(frozen=True)
 class OutboundSettings:
-    transport: str = "maildir"  # "smtp" or "maildir"
+    transport: str = "maildir"  # one of TRANSPORTS
     host: str = "127.0.0.1"
     port: int = 25
     starttls: bool = False
@@ -132,9 +140,17 @@ class ContactSettings:
 
 
 @dataclass(frozen=True)
+class LicenceSettings:
+    # Days before a licence's end date that its contacts are warned (0: never).
+    expiry_notice_days: int = 30
+
+
+@dataclass(frozen=True)
 class SlaSettings:
     first_response_hours: dict[int, int] = field(
         default_factory=lambda: {1: 2, 2: 8, 3: 24, 4: 72})
+    # A priority case is answered within this delay, or its criticality's when shorter.
+    priority_first_response_hours: int = 4
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,7 @@ class JobSettings:
     escalation_every_minutes: int = 5
     adv_digest_at: str = "08:00"        # local time of day
     licence_expiry_at: str = "00:15"    # local time of day
+    expiry_notice_at: str = "09:00"     # local time of day: contacts warned a licence ends soon
     holidays: str = "FR"                # public holidays for business days: country[-subdivision]
 
 
@@ -156,6 +173,15 @@ class ServeSettings:
     # their own, so that the doors answer at once however busy they are; false keeps them
     # in threads of the serving process.
     worker_process: bool = True
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """The HTTP endpoint of `gateway serve` for /healthz and /metrics: off unless enabled,
+    and on a loopback address only."""
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9325
 
 
 @dataclass(frozen=True)
@@ -177,10 +203,12 @@ class Settings:
     cases: CaseSettings = CaseSettings()
     sla: SlaSettings = SlaSettings()
     contacts: ContactSettings = ContactSettings()
+    licences: LicenceSettings = LicenceSettings()
     jobs: JobSettings = JobSettings()
     log: LogSettings = LogSettings()
     serve: ServeSettings = ServeSettings()
-    templates_dir: str = str(PROJECT_DIR / "templates")
+    health: HealthSettings = HealthSettings()
+    templates_dir: str = str(PACKAGE_TEMPLATES)
     base_dir: str = "."
 
     def path(self, value: str) -> Path:

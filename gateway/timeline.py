@@ -21,7 +21,7 @@ from typing import Any
 
 # Kinds whose text is always the gateway's: never shown as written, whatever it holds.
 GATEWAY_KINDS = frozenset({"status_change", "priority", "distribution_change", "reminder", "escalation",
-                           "reopened"})
+                           "reopened", "criticality_change", "module_change", "main_contact_change"})
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Description:
     (nothing beyond the event's kind and author) or one of the gateway's own: "status"
     (from, to), "priority" (points_left), "distribution" (added, removed), "reminder"
     (number, of), "closed_resolved" (days), "closed_no_answer" (reminders), "escalation"
-    (hours), "remove_contact" (contact)."""
+    (hours), "remove_contact" (contact), "criticality" (from, to: numbers), "module" (from, to:
+    names, "" for none), "main_contact" (from, to: addresses)."""
     code: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -54,6 +55,18 @@ def priority_granted(points_left: int) -> str:
 
 def distribution_change(added: list[str], removed: list[str]) -> str:
     return _dump(added=added, removed=removed)
+
+
+def criticality_change(old: int, new: int) -> str:
+    return _dump(**{"from": old, "to": new})
+
+
+def module_change(old: str | None, new: str | None) -> str:
+    return _dump(**{"from": old or "", "to": new or ""})
+
+
+def main_contact_change(old: str, new: str) -> str:
+    return _dump(**{"from": old, "to": new})
 
 
 def reminder(number: int, of: int) -> str:
@@ -104,6 +117,9 @@ _SHAPES: dict[str, list[_Shape]] = {
     "closed": [({"days": _is_int}, {"auto": "resolved"}, "closed_resolved"),
                ({"reminders": _is_int}, {"auto": "no_answer"}, "closed_no_answer")],
     "opened": [({"contact": _is_str}, {"request": "remove_contact"}, "remove_contact")],
+    "criticality_change": [({"from": _is_int, "to": _is_int}, {}, "criticality")],
+    "module_change": [({"from": _is_str, "to": _is_str}, {}, "module")],
+    "main_contact_change": [({"from": _is_str, "to": _is_str}, {}, "main_contact")],
 }
 
 

@@ -109,11 +109,16 @@ class Storing:
             time.sleep(0.0005)
 
 
+Report = Callable[[tuple[Any, ...]], None]  # what the worker did, for /metrics (Metrics.apply)
+
+
 def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], None],
-                    storing: Storing | None = None) -> int:
+                    storing: Storing | None = None, report: Report | None = None) -> int:
     """Process what is pending, `BATCH` messages at a time; `on_commit()` after each commit.
-    With `storing` (SQLite), a transaction ends as soon as a door waits to store."""
+    With `storing` (SQLite), a transaction ends as soon as a door waits to store. `report`
+    gets ("processed", outcome, seconds) per message (a batch's time shared evenly)."""
     from gateway.pipeline import reading, run  # not imported by a process that only sends
+
     def committed() -> None:
         on_commit()
         if storing is not None:
@@ -122,7 +127,12 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
     pace = run.Pace(storing.waiting if storing is not None else lambda: False, committed)
     done = 0
     while ids := reading.pending_ids(engine, BATCH):
-        done += sum(o is not None for o in run.process_many(engine, settings, ids, pace=pace))
+        started = time.perf_counter()
+        outcomes = [o for o in run.process_many(engine, settings, ids, pace=pace) if o is not None]
+        done += len(outcomes)
+        if report is not None:
+            for outcome in outcomes:
+                report(("processed", str(outcome.outcome), (time.perf_counter() - started) / len(outcomes)))
     return done
 
 
@@ -131,17 +141,19 @@ PARTS = ("pipeline", "outbox", "jobs")
 
 class Worker:
     """The pipeline, the outbox sender and the scheduler (or some of them: `parts`), as
-    threads of this process. `wake_sender` wakes a sender that runs elsewhere."""
+    threads of this process. `wake_sender` wakes a sender that runs elsewhere; `report`
+    gets what they did, for /metrics."""
 
-    def __init__(self, settings: Settings, engine: Engine, storing: Storing,
-                 parts: tuple[str, ...] = PARTS, wake_sender: Callable[[], None] | None = None) -> None:
-        self.settings, self.engine, self.parts = settings, engine, parts
+    def __init__(self, settings: Settings, engine: Engine, storing: Storing, parts: tuple[str, ...] = PARTS,
+                 wake_sender: Callable[[], None] | None = None, report: Report = lambda _event: None) -> None:
+        self.settings, self.engine, self.parts, self.report = settings, engine, parts, report
         sqlite = engine.dialect.name == "sqlite"
         turn = storing.one if sqlite else contextlib.nullcontext
-        self.sender = Loop("outbox", lambda: send.drain(engine, settings, turn=turn), settings.outbound.poll_seconds)
+        self.sender = Loop("outbox", lambda: report(("drained", send.drain(engine, settings, turn=turn))),
+                           settings.outbound.poll_seconds)
         on_commit = wake_sender or self.sender.wake.set
         self.pipeline = Loop("pipeline", lambda: process_pending(
-            engine, settings, on_commit, storing if sqlite else None), 5.0)
+            engine, settings, on_commit, storing if sqlite else None, report), 5.0)
         self.scheduler: Scheduler | None = None
 
     def _loops(self) -> list[Loop]:
@@ -152,8 +164,14 @@ class Worker:
             loop.start()
         if self.settings.jobs.enabled and "jobs" in self.parts:
             from gateway.scheduler import Scheduler
-            self.scheduler = Scheduler(self.settings, self.engine)
+            self.scheduler = Scheduler(self.settings, self.engine,
+                                       lambda job, outcome: self.report(("job", job, outcome)))
             self.scheduler.start()
+
+    def up(self) -> dict[str, bool]:
+        """Whether the pipeline, the sender and the scheduler run (health, /healthz)."""
+        return {"pipeline": self.pipeline.is_alive(), "outbox": self.sender.is_alive(),
+                "scheduler": self.scheduler is not None and self.scheduler.running}
 
     def wake(self) -> None:
         """Wake the pipeline (the sender, in a process that runs only the sender)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from gateway import logs
 from gateway.config import Settings
-from gateway.worker import Storing
+from gateway.worker import Report, Storing
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
@@ -47,11 +47,14 @@ class Child:
         with contextlib.suppress(OSError):  # BlockingIOError too
             os.write(self.writing.fileno(), b"\0")
 
-    def start(self, settings: Settings, storing: Storing, wakes: Connection | None) -> None:
-        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection) -> None:
+        log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
         self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
-            settings, self.parts, self.reading, wakes, storing.counter, verbose))
+            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form))
         self.process.start()
+
+    def up(self) -> bool:
+        return self.process is not None and bool(self.process.is_alive())
 
     def stop(self, timeout: float) -> None:
         process = self.process
@@ -68,10 +71,12 @@ class Child:
 
 
 class WorkerProcess:
-    """Start, wake, watch and stop the worker processes."""
+    """Start, wake, watch and stop the worker processes; what they report (for /metrics)
+    goes to `report` in this process."""
 
-    def __init__(self, settings: Settings, storing: Storing) -> None:
-        self.settings, self.storing = settings, storing
+    def __init__(self, settings: Settings, storing: Storing, report: Report) -> None:
+        self.settings, self.storing, self.report = settings, storing, report
+        self.reports, self.reporting = CONTEXT.Pipe(duplex=False)
         self.sender = Child("outbox", ("outbox",))
         self.pipeline = Child("pipeline", ("pipeline", "jobs"))
         self.stopping = threading.Event()
@@ -86,6 +91,12 @@ class WorkerProcess:
         for child in (self.sender, self.pipeline):
             self._start(child)
         self.watcher.start()
+        threading.Thread(target=self._collect, name="worker-reports", daemon=True).start()
+
+    def up(self) -> dict[str, bool]:
+        """Whether the worker processes run (the scheduler runs in the pipeline's)."""
+        return {"pipeline": self.pipeline.up(), "outbox": self.sender.up(),
+                "scheduler": self.settings.jobs.enabled and self.pipeline.up()}
 
     def wake(self) -> None:
         self.pipeline.wake()
@@ -96,9 +107,23 @@ class WorkerProcess:
         for child in (self.pipeline, self.sender):
             child.stop(timeout)
             child.close()
+        self.reporting.close()
+        self.reports.close()
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                event = self.reports.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                self.report(event)
+            except Exception:
+                log.exception("could not count %r", event)
 
     def _start(self, child: Child) -> None:
-        child.start(self.settings, self.storing, self.sender.writing if child is self.pipeline else None)
+        child.start(self.settings, self.storing, self.sender.writing if child is self.pipeline else None,
+                    self.reporting)
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
@@ -114,13 +139,16 @@ class WorkerProcess:
 
 
 def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes: Connection | None,
-         counter: Any, verbose: bool) -> None:
+         reports: Connection, counter: Any, log_form: tuple[bool, bool]) -> None:
     """A worker process: run its parts until SIGTERM, or until the serving process is gone."""
     from gateway.db import make_engine
     from gateway.worker import Worker
+    verbose, json_lines = log_form
     logs.setup(verbose)
     if settings.log.file:
         logs.to_file(settings.path(settings.log.file))
+    if json_lines:
+        logs.as_json()
     stop = threading.Event()
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
@@ -130,12 +158,21 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
     engine = make_engine(settings)
     wake_sender = None if wakes is None else _waker(wakes)
-    worker = Worker(settings, engine, Storing(counter), parts, wake_sender)
+    worker = Worker(settings, engine, Storing(counter), parts, wake_sender, _reporter(reports))
     worker.start()
     threading.Thread(target=_listen, args=(reading, worker.wake), name="wake", daemon=True).start()
     stop.wait()
     worker.stop()
     engine.dispose()
+
+
+def _reporter(reports: Connection) -> Report:
+    lock = threading.Lock()
+
+    def report(event: tuple[Any, ...]) -> None:
+        with lock, contextlib.suppress(OSError):  # the serving process is gone: nobody to tell
+            reports.send(event)
+    return report
 
 
 def _waker(wakes: Connection) -> Callable[[], None]:

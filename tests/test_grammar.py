@@ -51,3 +51,22 @@ def test_a_priority_line_says_yes_or_no() -> None:
                                    "SN7F3A2291", " SN – 7F3A – 2291 "])
 def test_serials_compare_without_case_spaces_dashes_and_dots(typed) -> None:
     assert reference_key(typed) == reference_key("SN-7F3A-2291")
+
+
+@pytest.mark.parametrize("subject, flag", [
+    ("[LICENCES]", "licences"), ("[Licenses]", "licences"), ("[licences] merci", "licences"),
+    ("[INTERLOCUTEURS]", "contacts"), ("[Contacts]", "contacts"),
+])
+def test_the_portal_lists_are_flags_apart_from_the_contact_command(subject, flag) -> None:
+    request = parse_request(subject, "")
+    assert flag in request.flags and "contact" not in request.flags
+    assert "contact" in parse_request("[INTERLOCUTEUR AJOUT]", "").flags
+    assert "contacts" not in parse_request("[CONTACT ADD]", "").flags
+
+
+def test_a_name_line_is_read_and_stays_in_a_new_cases_text() -> None:
+    from gateway.pipeline.grammar import BODY_FIELDS
+    request = parse_request("[INSCRIPTION]", "Nom : Julie Noël\nClient : C10042\n\nBonjour")
+    assert request.fields == {"name": "Julie Noël", "client": "C10042"}
+    assert parse_request("[REGISTER]", "Name: Jane Doe\n\nHello").fields["name"] == "Jane Doe"
+    assert request.body(BODY_FIELDS) == "Nom : Julie Noël\n\nBonjour"  # opening a case keeps it

@@ -491,6 +491,9 @@ def template_contexts(evil: str) -> dict[str, dict]:
                              {"licence": case.licence, "client": case.client, "refusals": [refusal, refusal]}]},
         "licence_expired": {**staff, "licence": SimpleNamespace(serial="SN-7F3A-2291", product="Compta Pro" + evil),
                             "client": case.client, "ends_on": dt.date(2025, 3, 3), "open_cases": 1},
+        "licence_expiring": {**staff, "licence": SimpleNamespace(
+            serial="SN-7F3A-2291", product="Compta Pro" + evil, modules=("Paie" + evil,), active=True,
+            ends_on=dt.date(2025, 4, 2)), "client": case.client, "ends_on": dt.date(2025, 4, 2), "days": 30},
     }
 
 

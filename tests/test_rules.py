@@ -350,7 +350,7 @@ def test_english_contacts_get_english_answers(loaded, settings) -> None:
         body="Hi,\n\nThe ledger export stops at 87%.\n"))
     assert outcome == "created"
     [(_kind, subject, text, _)] = sent_to(loaded, OLIVER)
-    assert subject == f"[Dossier #{number}] Ledger export fails"
+    assert subject == f"[Case #{number}] Ledger export fails"
     assert text.startswith("Hello") and "Bonjour" not in text
 
 

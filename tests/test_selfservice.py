@@ -168,7 +168,7 @@ def test_registration_sends_a_code_and_the_reply_activates_the_contact(loaded, s
 
 
 def test_registration_failures_get_the_same_neutral_answer(loaded, settings) -> None:
-    deliver(loaded, settings, mail(NEWCOMER, REGISTER))
+    deliver(loaded, settings, mail(NEWCOMER, REGISTER, name="Julie Noël"))
     neutral = sent_to(loaded, NEWCOMER)[0]
     for i, subject in enumerate(["[INSCRIPTION] [CLIENT C10042] [SERIE SN-88C1-5530]",   # another client's
                                  "[INSCRIPTION] [CLIENT C10042] [SERIE SN-1B22-0042]",   # inactive
@@ -233,7 +233,7 @@ def test_removing_a_contact_opens_a_case_for_support(loaded, settings) -> None:
 
 
 def test_registration_confirmed_with_the_code_in_the_subject(loaded, settings) -> None:
-    deliver(loaded, settings, mail(NEWCOMER, REGISTER))
+    deliver(loaded, settings, mail(NEWCOMER, REGISTER, name="Julie Noël"))
     code = re.search(r"\b(\d{6})\b", sent_to(loaded, NEWCOMER)[1][2]).group(1)
     outcome, _, _ = deliver(loaded, settings, mail(NEWCOMER, f"[INSCRIPTION {code}]"))
     assert outcome == "appended" and contact_status(loaded, NEWCOMER) == CONTACT_ACTIVE
@@ -241,7 +241,7 @@ def test_registration_confirmed_with_the_code_in_the_subject(loaded, settings) -
 
 def test_a_registration_code_expires(loaded, settings) -> None:
     now = utcnow()
-    deliver(loaded, settings, mail(NEWCOMER, REGISTER), now=now)
+    deliver(loaded, settings, mail(NEWCOMER, REGISTER, name="Julie Noël"), now=now)
     code = re.search(r"\b(\d{6})\b", sent_to(loaded, NEWCOMER)[1][2]).group(1)
     late = now + dt.timedelta(hours=settings.contacts.registration_code_hours, minutes=1)
     outcome, _, _ = deliver(loaded, settings, mail(NEWCOMER, f"[INSCRIPTION {code}]"), now=late)

@@ -74,6 +74,7 @@ def base_context(case: NS | None) -> dict:
     return {"case": case, "case_subject": case_subject(case) if case else "", "settings": SETTINGS}
 
 
+EXAMPLE = NS(code="C10042", serial="SN-7F3A-2291")  # the reader's own code and serial
 AUTHOR = NS(address="marie.durand@durand.example", name="Marie Durand")
 ATTACHMENTS = [MailFile(31, "capture écran.png", 48_213, True, True, "file31@editeur.example"),
                MailFile(32, "journal.log", 1_204, True, False, "file32@editeur.example"),
@@ -92,7 +93,7 @@ def contexts(evil: str = "") -> dict[str, list[dict]]:
     all_problems = [problem(code, **params) for code, params in PROBLEM_CODES.items()
                     if code != "agent_needs_case"]
     refusal = {"problems": all_problems, "request": request, "original_subject": "Urgent : " + title,
-               "sender": sender}
+               "sender": sender, "example": EXAMPLE}
     opened = {"not_added": ["inconnu@ailleurs.example"], "priority_wanted": True,
               "priority": NS(status="granted", points_left=2), "details": text,
               "attachments": ATTACHMENTS, "licence": licence, "author": sender}
@@ -258,7 +259,7 @@ def test_refusal_shows_example_and_grammar():
         assert tag in fr.text
     en = compose.render(TEMPLATES, "refusal", "en", ctx)
     assert "[CUSTOMER C10042] [SERIAL SN-7F3A-2291] [SEVERITY high]" in en.text
-    for tag in ("[Dossier #123]", "[CLOSE]", "[INFO]", "blocking", "high", "normal", "low"):
+    for tag in ("[Case #123]", "[CLOSE]", "[INFO]", "blocking", "high", "normal", "low"):
         assert tag in en.text
 
 
@@ -267,7 +268,8 @@ def _explainers(lang: str):
     out = []
     for autoescape, ext in ((False, "txt"), (True, "html")):
         env = compose.environment(TEMPLATES, autoescape)
-        module = env.get_template(f"{lang}/_problems.{ext}").make_module({"settings": SETTINGS, "lang": lang})
+        module = env.get_template(f"{lang}/_problems.{ext}").make_module(
+            {"settings": SETTINGS, "lang": lang, "case_tag": compose.case_tag(SETTINGS.support.case_tag, lang)})
         out.append(module.explain)
     return out
 
@@ -295,7 +297,7 @@ def test_problem_explanations_mention_their_values(lang):
     assert "SN-1" in serial and "C10042" in serial
     modules = text("unknown_module", module="Paie", modules=["Compta", "Immo"])
     assert "Paie" in modules and "Compta" in modules and "Immo" in modules
-    assert "[Dossier #N]" in text("agent_needs_case")
+    assert ("[Dossier #N]" if lang == "fr" else "[Case #N]") in text("agent_needs_case")
     assert "30" in text("case_closed_too_long", days=30)
     # A case that cannot be found: neutral, with or without a number.
     assert text("case_not_found") and "123" in text("case_not_found", number=123)
@@ -334,7 +336,7 @@ def test_case_opened_lists_distribution_and_not_added():
         assert "Paul Martin <paul.martin@durand.example>" in r.text
         assert "compta@durand.example" in r.text
         assert "inconnu@ailleurs.example" in r.text
-        assert "[Dossier #4711]" in r.text
+        assert ("[Dossier #4711]" if lang == "fr" else "[Case #4711]") in r.text
         assert ("[CLOTURE]" if lang == "fr" else "[CLOSE]") in r.text
         assert ("haute" if lang == "fr" else "high") in r.text
         assert "Comptabilité" in r.text and "SN-7F3A-2291" in r.text
@@ -409,7 +411,8 @@ def test_sparse_values_render_cleanly(lang):
         ("refusal", {**base_context(None), "problems": [problem("case_not_found"), problem("needs_case"),
                                                          problem("not_available"), problem("unknown_module",
                                                                                            module="X", modules=[])],
-                     "request": NS(title="", fields={}), "original_subject": "", "sender": anonymous}),
+                     "request": NS(title="", fields={}), "original_subject": "", "sender": anonymous,
+                     "example": EXAMPLE}),
         ("licence_inactive", {**base_context(None), "licence": case.licence, "problems": [], "request": None,
                               "original_subject": "", "sender": anonymous}),
         ("agent_info_request", {**base_context(None), "author": anonymous, "text": "", "attachments": unnamed}),

@@ -39,6 +39,7 @@ NEW_PROBLEM_CODES = {
     "contact_exists": {"email": "paul.martin@durand.example"},
     "contact_unknown": {"email": "inconnu@durand.example"},
     "already_closed": {},
+    "list_not_allowed": {"command": "contacts"},
 }
 
 
@@ -67,15 +68,20 @@ def case_subject(case: NS) -> str:
     return compose.clean_header(f"[{SETTINGS.support.case_tag} #{case.id}] {case.title}")
 
 
+OWN_EXAMPLE = NS(code="C10042", serial="SN-7F3A-2291")  # the reader's own code and serial
+
+
 def base(case: NS | None = None) -> dict:
     return {"case": case, "case_subject": case_subject(case) if case else "", "settings": SETTINGS}
 
 
 def line(number: int, title: str, status: str = "en_cours", criticality: int = 3, priority: bool = False,
-         last_action: str = "agent_message") -> NS:
-    """A CaseLine of gateway/pipeline/follow.py."""
+         last_action: str = "agent_message", product: str = "Compta Pro", module: str | None = "Comptabilité",
+         main_contact: str = "Marie Durand") -> NS:
+    """A CaseLine of gateway/rules/follow.py."""
     return NS(number=number, title=title, status=status, criticality=criticality, priority=priority,
-              last_action=last_action, last_action_at=AT)
+              last_action=last_action, last_action_at=AT, product=product, module=module,
+              main_contact=main_contact)
 
 
 def event(kind: str, author: str, text: str, minutes: int = 0) -> NS:
@@ -86,6 +92,13 @@ def event(kind: str, author: str, text: str, minutes: int = 0) -> NS:
 def change(sign: str, address: str, done: bool, reason: str) -> NS:
     """A Change of gateway/pipeline/distribution.py."""
     return NS(sign=sign, address=address, done=done, reason=reason)
+
+
+def licences(evil: str = "") -> list[NS]:
+    """LicenceLines of gateway/portfolio.py: an active one with an end date, an inactive one."""
+    return [NS(serial="SN-7F3A-2291", product="Compta Pro" + evil, modules=("Comptabilité", "Paie"), active=True,
+               ends_on=dt.date(2027, 12, 31)),
+            NS(serial="SN-1B22-0042", product="", modules=(), active=False, ends_on=None)]
 
 
 LONG = "Le journal complet :\n" + "ligne de journal très bavarde " * 40 + "FIN-DU-TEXTE"
@@ -148,15 +161,32 @@ def contexts(evil: str = "") -> dict[str, list[dict]]:
              "author": author},
             {**base(case), "changes": [change("+", "compta@durand.example", True, "added")], "author": author},
         ],
+        "distribution_added": [{**base(case), "author": author},
+                               {**base(make_case(title=title, module=None)), "author": author}],
+        "distribution_removed": [{**base(case), "author": author}],
         "registration_received": [
-            {**base(), "client_code": "C10042" + evil, "serial": "SN-7F3A-2291"},
-            {**base(), "client_code": "C99999", "serial": "" + evil},
+            {**base(), "client_code": "C10042" + evil, "serial": "SN-7F3A-2291", "name": "Julie Noël"},
+            {**base(), "client_code": "C99999", "serial": "" + evil, "name": ""},
         ],
         "registration_code": [{**base(), "code": "042917", "client": client, "hours": 48}],
-        "registration_done": [{**base(), "client": client}],
+        "registration_done": [{**base(), "client": client, "example": OWN_EXAMPLE},
+                              {**base(), "client": client, "licences": licences(evil), "example": OWN_EXAMPLE}],
+        "licence_list": [
+            {**base(), "holdings": [NS(code="C10042", name="Durand & Fils" + evil, lines=licences(evil), total=3)],
+             "limit": 2},
+            {**base(), "holdings": [NS(code="C10042", name="Durand & Fils" + evil, lines=[], total=0)], "limit": 200},
+        ],
+        "contact_list": [
+            {**base(), "holdings": [NS(code="C10042", name="Durand & Fils" + evil, total=4, lines=[
+                NS(name="Marie Durand" + evil, email=MAIN.email, phone="01 23 45 67 89", state="active",
+                   cases=(4711, 98), more_cases=3),
+                NS(name="", email="jean.dupont@durand.example", phone="", state="pending", cases=(), more_cases=0),
+                NS(name="Paul Martin", email=PAUL.email, phone="", state="failing", cases=(), more_cases=0)])],
+             "limit": 3},
+        ],
         "contact_joined": [{**base(), "contact": contact, "client": client, "how": "registration"}],
-        "contact_added": [{**base(), "contact": contact, "requester": requester, "client": client, "action": a}
-                          for a in ("add", "update")],
+        "contact_added": [{**base(), "contact": contact, "requester": requester, "client": client, "action": a,
+                           "licences": licences(evil)} for a in ("add", "update")],
         "contact_result": [{**base(), "contact": contact, "requester": requester, "client": client, "action": a}
                            for a in ("add", "update")]
         + [{**base(), "contact": requester, "requester": requester, "client": client, "action": "update"}],
@@ -400,7 +430,7 @@ def test_registration_answer_is_neutral(lang):
     """The answer depends only on what the sender wrote: two codes give the same message once
     the echoed code is taken out, and nothing says whether the code or serial exist."""
     def answer(code: str, serial: str) -> compose.Rendered:
-        return render("registration_received", lang, {**base(), "client_code": code, "serial": serial})
+        return render("registration_received", lang, {**base(), "client_code": code, "serial": serial, "name": "Julie Noël"})
 
     # Values distinct from the example subject the answer shows.
     known, unknown = answer("C20077", "SN-1111-2222"), answer("C99999", "SN-1111-2222")
@@ -423,8 +453,8 @@ def test_registration_answer_is_neutral(lang):
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_registration_answer_echo_is_bounded(lang):
-    r = render("registration_received", lang, {**base(), "client_code": "X" * 5000, "serial": "Y" * 5000})
-    assert "X" * 65 not in r.text and "Y" * 65 not in r.text
+    r = render("registration_received", lang, {**base(), "client_code": "X" * 5000, "serial": "Y" * 5000, "name": "Z" * 5000})
+    assert "X" * 65 not in r.text and "Y" * 65 not in r.text and "Z" * 65 not in r.text
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -552,7 +582,7 @@ def test_new_problem_explanations_mention_their_values_and_examples(lang):
 def test_refusal_renders_every_new_problem_code(lang):
     problems = [problem(code, **params) for code, params in NEW_PROBLEM_CODES.items()]
     ctx = {**base(), "problems": problems, "request": NS(title="", fields={}), "original_subject": "[SUIVI]",
-           "sender": NS(address="x@ailleurs.example", name="")}
+           "sender": NS(address="x@ailleurs.example", name=""), "example": NS(code="C00000", serial="SN-0000-0000")}
     r = render("refusal", lang, ctx)
     assert_well_rendered(r, ctx)
     fallback = "motif :" if lang == "fr" else "reason:"

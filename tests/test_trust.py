@@ -164,7 +164,7 @@ def _code_mail(relay):
 
 
 def test_a_message_listing_every_code_activates_nothing(gateway, relay, engine) -> None:
-    send(gateway.settings, mail(NEWCOMER, REGISTER))
+    send(gateway.settings, mail(NEWCOMER, REGISTER, name="Julie Noël"))
     _code_mail(relay)
     every = "\n".join(f"{n:06d}" for n in range(0, 1_000_000, 7)) + "\n"
     flood = mail(NEWCOMER, "RE: votre code", every)
@@ -175,7 +175,7 @@ def test_a_message_listing_every_code_activates_nothing(gateway, relay, engine) 
 
 
 def test_a_few_wrong_codes_end_the_registration(gateway, relay, engine) -> None:
-    send(gateway.settings, mail(NEWCOMER, REGISTER))
+    send(gateway.settings, mail(NEWCOMER, REGISTER, name="Julie Noël"))
     code = re.search(r"\b(\d{6})\b", _code_mail(relay).text()).group(1)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     tries = [mail(NEWCOMER, f"[INSCRIPTION {wrong}]") for _ in range(5)]

@@ -12,8 +12,10 @@ from typing import Any
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from gateway import config, logs, schema
+from gateway.cli import table, trouble
 from gateway.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,12 @@ class App:
     def engine(self) -> Engine:
         """The engine, on a schema upgraded to the newest version."""
         if self._engine is None:
-            self._engine = make_engine(self.settings)
-            schema.upgrade(self._engine)
+            settings = self.settings
+            try:
+                self._engine = make_engine(settings)
+                schema.upgrade(self._engine)
+            except (DBAPIError, OSError) as exc:
+                raise database_trouble(settings, exc) from exc
         return self._engine
 
     def connect(self) -> tuple[config.Settings, Engine]:
@@ -71,16 +77,24 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+def database_trouble(settings: config.Settings, exc: BaseException) -> click.ClickException:
+    """The one line a command ends with when the database stops it; the traceback goes to
+    the log at debug level."""
+    log.debug("database error", exc_info=exc)
+    return click.ClickException(trouble.explain(settings.database_url, exc))
+
+
 def print_rows(data: Rows, as_json: bool, columns: list[str] | None = None) -> None:
-    """Write `data` as indented JSON, or as text: with `columns`, one line per record with
-    those fields ("-" for a missing one); without, one `key: value` line per field."""
+    """Write `data` as indented JSON, or as text: with `columns`, a table of those fields
+    under a header; without, one `name  value` line per field, records apart by a blank line."""
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     rows = data if isinstance(data, list) else [data]
-    for row in rows:
-        if columns:
-            click.echo("  ".join(str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns))
-        else:
-            for key, value in row.items():
-                click.echo(f"{key}: {value}")
+    if columns:
+        table.echo(table.table(rows, columns))
+        return
+    for n, row in enumerate(rows):
+        if n:
+            click.echo("")
+        table.echo(table.fields(row))

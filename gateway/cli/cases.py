@@ -6,8 +6,10 @@ from typing import Any
 import click
 
 from gateway import views
+from gateway.cli import table
 from gateway.cli.app import App, pass_app, print_rows
 from gateway.db import session_scope
+from gateway.models import Status
 
 # The fields `cases show` prints before the timeline, in this order.
 SHOWN = ("number", "status", "client", "serial", "module", "criticality", "priority", "title",
@@ -20,7 +22,7 @@ def cases() -> None:
 
 
 @cases.command("list")
-@click.option("--status")
+@click.option("--status", type=click.Choice([s.value for s in Status]), help="Only cases of this status.")
 @click.option("--client")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
@@ -48,12 +50,12 @@ def cases_show(app: App, number: int, as_json: bool) -> None:
 
 
 def _echo_detail(detail: dict[str, Any]) -> None:
-    """Write a case as text: its fields, then each event, then each file."""
-    for key in SHOWN:
-        click.echo(f"{key}: {detail[key]}")
+    """Write a case as text: its fields, then each event, then a table of its files."""
+    table.echo(table.fields(detail, SHOWN))
     for e in detail["events"]:
-        click.echo(f"\n--- {e['at']} {e['kind']}{' (internal)' if e['internal'] else ''} by {e['author']}")
+        click.echo(f"\n--- {table.text(e['at'])}  {e['kind']}{' (internal)' if e['internal'] else ''}"
+                   f"  by {table.text(e['author'])}")
         if e["text"]:
             click.echo(e["text"])
-    for a in detail["attachments"]:
-        click.echo(f"attachment: {a['filename']} ({a['size']} bytes)")
+    click.echo("\nfiles")
+    table.echo(table.table(detail["attachments"], ["filename", "size"], indent="  "))

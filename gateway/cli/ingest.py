@@ -4,6 +4,8 @@ Maildirs, then process them. Its exit status speaks of storing only (receive/pip
 from __future__ import annotations
 
 import functools
+import sys
+from typing import IO, Any
 
 import click
 
@@ -11,7 +13,37 @@ from gateway import logs
 from gateway.cli.app import App, pass_app
 
 
-@click.command("ingest")
+class PipedUsageError(click.UsageError):
+    """A usage error of `ingest` under an MTA: 75, so that the MTA keeps the message
+    queued while the operator fixes the command line (2 would bounce it)."""
+    exit_code = 75  # pipe_exit.EX_TEMPFAIL
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """One line, as for any failure of `ingest` under an MTA."""
+        click.echo(f"gateway: usage error, {self.format_message()} (see gateway ingest --help); "
+                   "the MTA will retry", err=True)
+
+
+def for_the_mta(exc: click.UsageError) -> click.UsageError:
+    """`exc`, or the same error exiting 75 when standard input is not a terminal."""
+    try:
+        piped = not sys.stdin.isatty()
+    except (AttributeError, ValueError):  # no standard input at all, or a closed one
+        piped = True
+    return PipedUsageError(exc.message, exc.ctx) if piped else exc
+
+
+class Ingest(click.Command):
+    """`ingest`'s usage errors exit 75 under an MTA (see for_the_mta)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise for_the_mta(exc) from None
+
+
+@click.command("ingest", cls=Ingest)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--sender", metavar="ADDR",
               help='Envelope sender of the message on standard input ("" or MAILER-DAEMON: the null sender).')
@@ -22,13 +54,15 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
     """Store messages (standard input, files, folders or Maildirs), then process them.
 
     Exit status speaks of storing only: 0 once every message is stored, 75 when one could
-    not be stored, whatever else happens (an MTA then retries). Standard error gets one
+    not be stored, whatever else happens (an MTA then retries), and 75 for a usage error
+    too when standard input is not a terminal. Standard error gets one
     line at most; reading standard input, the log goes to `[log] file`, syslog or nowhere.
     """
     # Imported here: the other commands need neither, and a pipe delivery starts faster.
     from gateway.receive import pipe, pipe_exit
     if paths and (sender is not None or recipients):
-        raise click.UsageError("--sender and --recipient describe the message on standard input, not files")
+        raise for_the_mta(click.UsageError("--sender and --recipient describe the message on standard input, "
+                                           "not files"))
     envelope = pipe.Envelope.given(sender, recipients)
     if not paths:
         logs.for_pipe()

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Any
 
 import click
 
 from gateway.cli.app import App, pass_app, print_rows
 from gateway.db import session_scope, utcnow
-
-# The fields of `jobs list` that hold counts by action, printed as text on one line.
-COUNTS = ("did", "expected", "due_now")
 
 
 @click.group("jobs")
@@ -22,7 +18,7 @@ def jobs() -> None:
 
 @jobs.command("run")
 @click.argument("name", type=click.Choice(("reminders", "autoclose", "escalation", "adv-digest",
-                                           "licence-expiry", "all")))
+                                           "licence-expiry", "expiry-notice", "all")))
 @click.option("--now", "now", metavar="ISO-8601",
               help="The job's clock: what is due then is done now (default: now; UTC without an offset).")
 @pass_app
@@ -48,16 +44,7 @@ def jobs_list(app: App, as_json: bool) -> None:
     with session_scope(app.engine) as session:
         rows = [{"job": name, **record.read(session, name),
                  "due_now": runner.forecast(name, app.settings, session, clock)} for name in NAMES]
-    if not as_json:
-        rows = [_counts_as_text(row) for row in rows]
     print_rows(rows, as_json, ["job", "last_run", "outcome", "did", "next_run", "due_now"])
-
-
-def _counts_as_text(row: dict[str, Any]) -> dict[str, Any]:
-    """`row` with each of COUNTS as "action: n, ..." (None when there is nothing to count)."""
-    for key in COUNTS:
-        row[key] = ", ".join(f"{k}: {v}" for k, v in (row.get(key) or {}).items()) or None
-    return row
 
 
 def _clock(value: str | None) -> dt.datetime:

@@ -44,7 +44,12 @@ def outbox_retry(app: App, delivery_id: int) -> None:
 @outbox.command("send")
 @pass_app
 def outbox_send(app: App) -> None:
-    """Send every due delivery now, once (serve does this continuously)."""
+    """Send every due delivery now, once (serve does this continuously); exits 1 when one
+    could not be sent (due again later, or set aside as failed)."""
     from gateway.outbound import send
     counts = send.drain(app.engine, app.settings)
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing to send")
+    unsent = counts.get(DELIVERY_PENDING, 0) + counts.get(DELIVERY_FAILED, 0)
+    if unsent:
+        raise click.ClickException(f"{unsent} deliver{'y' if unsent == 1 else 'ies'} not sent: "
+                                   "see gateway outbox list (last_error)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gateway import accounts
+from gateway.cli import table
 from gateway.cli.app import App, pass_app, print_rows
 from gateway.db import session_scope, utcnow
 
@@ -92,12 +93,24 @@ def contracts_show(app: App, client: str, as_json: bool) -> None:
     if as_json:
         print_rows(data, True)
         return
-    click.echo(f"{data['client']} {data['name']}: {data['level']}, {data['points']} point(s)")
-    for e in data["ledger"]:
-        click.echo(f"  {e['at']}  {e['delta']:+d}  = {e['balance']}  {e['reason']}")
+    click.echo(f"{data['client']} {data['name']}: {data['level'] or 'no contract'}, {data['points']} point(s)")
+    ledger = [{**e, "delta": f"{e['delta']:+d}"} for e in data["ledger"]]
+    table.echo(table.table(ledger, ["at", "delta", "balance", "case", "reason"], indent="  "))
 
 
-@contracts.command("credit")
+class SignedPoints(click.Command):
+    """Takes `-2` as a number of points, written before or after `--`: both
+    `credit C10042 -2 --reason x` and `credit C10042 -- -2 --reason x` withdraw two."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            if at + 1 < len(args) and args[at + 1].lstrip("-").isdigit():
+                args = args[:at] + args[at + 1:]
+        return super().parse_args(ctx, args)
+
+
+@contracts.command("credit", cls=SignedPoints, context_settings={"ignore_unknown_options": True})
 @click.argument("client")
 @click.argument("points", type=int)
 @click.option("--reason", required=True, help="Why (kept in the ledger).")

@@ -1,5 +1,6 @@
 """Scheduled work as plain functions: reminders, auto-close, escalation, the
-sales-administration digest and licence expiry (PRODUCT.md, "Scheduled work").
+sales-administration digest, licence expiry and the warning before it (PRODUCT.md,
+"Scheduled work").
 
 Each job is a pair of functions: `find(settings, session, at)` says what is due, reading
 only; `act(settings, session, clock, key)` does one thing in the caller's transaction and
@@ -25,4 +26,4 @@ The command line refuses a clock a century or more away from now (clock.out_of_r
 from __future__ import annotations
 
 # In the order `gateway jobs run all` runs them.
-NAMES = ("licence-expiry", "escalation", "reminders", "autoclose", "adv-digest")
+NAMES = ("licence-expiry", "expiry-notice", "escalation", "reminders", "autoclose", "adv-digest")

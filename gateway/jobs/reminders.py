@@ -72,8 +72,11 @@ def waits(session: Session, *where: Any) -> dict[int, Wait]:
 
 
 def find(settings: Settings, session: Session, at: dt.datetime) -> list[Item]:
+    """What is due, priority cases first."""
     due = ((i, next_step(settings, w)) for i, w in waits(session).items())
-    return [Item(i, step.action) for i, step in due if step is not None and step.due <= at]
+    items = [Item(i, step.action) for i, step in due if step is not None and step.due <= at]
+    first = set(session.scalars(select(Case.id).where(Case.status == Status.WAITING, Case.priority.is_(True))))
+    return sorted(items, key=lambda item: item.key not in first)
 
 
 def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str | None:

@@ -21,14 +21,14 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.jobs import NAMES, autoclose, digest, escalation, expiry, record, reminders
+from gateway.jobs import NAMES, autoclose, digest, escalation, expiry, expiry_notice, record, reminders
 from gateway.jobs.clock import Clock
 from gateway.jobs.common import Job
 
 log = logging.getLogger(__name__)
 
 JOBS: dict[str, Job] = {job.name: job for job in (
-    expiry.JOB, escalation.JOB, reminders.JOB, autoclose.JOB, digest.JOB)}
+    expiry.JOB, expiry_notice.JOB, escalation.JOB, reminders.JOB, autoclose.JOB, digest.JOB)}
 assert tuple(JOBS) == NAMES
 
 

@@ -21,6 +21,7 @@ from gateway.models.records import (
     Confirmation,
     Escalation,
     LicenceExpiry,
+    LicenceNotice,
     LicenceRefusal,
     Registration,
     RegistrationRequest,
@@ -46,7 +47,7 @@ __all__ = [
     "DELIVERY_MERGED", "DELIVERY_PENDING", "DELIVERY_SENT",
     "OPEN_STATUSES", "Agent", "Attachment", "Base", "BigId", "Case", "CaseEvent", "Client",
     "Confirmation", "Contact", "Contract", "Delivery", "DistributionEntry", "Disposition",
-    "Escalation", "InboundMessage", "Licence", "LicenceExpiry", "LicenceRefusal", "OutboundFile",
+    "Escalation", "InboundMessage", "Licence", "LicenceExpiry", "LicenceNotice", "LicenceRefusal", "OutboundFile",
     "OutboundMessage", "PointsEntry", "Registration", "RegistrationRequest", "Reminder",
     "SalesAlert", "SalesDigest", "State", "Status", "reference_key",
 ]

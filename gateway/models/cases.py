@@ -37,6 +37,9 @@ class Case(Base):
     first_agent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_customer_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     waiting_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The first-response delays count from these when set (see gateway/jobs/escalation.py).
+    criticality_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    priority_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
     client: Mapped[Client] = relationship()
     licence: Mapped[Licence] = relationship()
     main_contact: Mapped[Contact] = relationship()

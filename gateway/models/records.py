@@ -129,3 +129,14 @@ class LicenceExpiry(Base):
     licence_id: Mapped[int] = mapped_column(ForeignKey("licences.id"))
     ends_on: Mapped[dt.date] = mapped_column(Date)
     at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class LicenceNotice(Base):
+    """A licence's contacts warned that it ends soon: once per licence and end date (a
+    licence renewed to a new end date is warned again before that one)."""
+    __tablename__ = "licence_notices"
+    __table_args__ = (UniqueConstraint("licence_id", "ends_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    licence_id: Mapped[int] = mapped_column(ForeignKey("licences.id"))
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)

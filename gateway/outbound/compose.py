@@ -1,12 +1,14 @@
 """Render one outbound message from templates: (kind, language, context) -> subject, text, HTML.
 
 Templates live in `templates/<language>/<kind>.txt` and `.html`; the text template's first
-line is `Subject: ...`. HTML is autoescaped; text is not. Every context has `settings` and
-`lang`: the `date` and `day` filters show stored times (naive UTC) in the `[jobs] timezone`
-in the language's format, `zone_label()` names that zone, and `described` reads a timeline
-event for the templates (gateway/timeline.py). `shown` gives what a mail shows of a text a
-person wrote: at most `MAIL_TEXT` characters (the `usertext` macros of `_common` add the
-note that says the case keeps it whole); `number` writes a count the reader's way.
+line is `Subject: ...`. HTML is autoescaped; text is not. Every context has `settings`,
+`lang` and `case_tag`, the case tag in the reader's language (`support.case_tag` in French,
+`Case` in English; gateway/pipeline/grammar.py understands both). The `date` and `day`
+filters show stored times (naive UTC) in the `[jobs] timezone` in the language's format,
+`zone_label()` names that zone, and `described` reads a timeline event for the templates
+(gateway/timeline.py). `shown` gives what a mail shows of a text a person wrote: at most
+`MAIL_TEXT` characters (the `usertext` macros of `_common` add the note that says the case
+keeps it whole); `number` writes a count the reader's way.
 Never touches the database.
 """
 from __future__ import annotations
@@ -23,6 +25,8 @@ import jinja2
 from gateway import timeline
 
 LANGUAGES = ("fr", "en")
+# The case tag English readers see ([Case #123]); French readers see `support.case_tag`.
+ENGLISH_CASE_TAG = "Case"
 CRITICALITY_NAMES = {
     "fr": {1: "bloquante", 2: "haute", 3: "normale", 4: "basse"},
     "en": {1: "blocking", 2: "high", 3: "normal", 4: "low"},
@@ -166,10 +170,20 @@ def _zone_label_global(ctx: Any) -> str:
     return zone_label(ctx["settings"].jobs.timezone, ctx["lang"])
 
 
+def case_tag(case_tag_setting: str, language: str) -> str:
+    """The case tag a reader of `language` sees: the configured one, or `Case` in English."""
+    return ENGLISH_CASE_TAG if language == "en" else case_tag_setting
+
+
+def case_subject(case_tag_setting: str, language: str, number: int, title: str) -> str:
+    """`[Dossier #N] title`, or `[Case #N] title` for an English reader."""
+    return clean_header(f"[{case_tag(case_tag_setting, language)} #{number}] {title}")
+
+
 def render(templates_dir: str, kind: str, language: str, context: dict[str, Any]) -> Rendered:
     """Render `kind` in `language` (French when the language has no templates)."""
     lang = language if language in LANGUAGES else "fr"
-    ctx = dict(context, lang=lang)
+    ctx = dict(context, lang=lang, case_tag=case_tag(context["settings"].support.case_tag, lang))
     text = environment(templates_dir, False).get_template(f"{lang}/{kind}.txt").render(ctx)
     first, _, body = text.partition("\n")
     if not first.startswith("Subject:"):

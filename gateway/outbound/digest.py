@@ -3,7 +3,8 @@
 A recipient who had their share of notices about one case, or about one author's
 messages (`[support] notices_per_window` per `notice_window_minutes`), gets the rest
 later in a single mail that carries each of them whole, files included: a flood or a
-mail loop is slowed to one mail per window, and nothing is dropped. Runs before every
+mail loop is slowed to one mail per window, and nothing is dropped; notices about priority
+cases come first in the digest. Runs before every
 outbox drain. Commits its own transaction.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from itertools import groupby
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
@@ -20,6 +21,7 @@ from gateway.models import (
     DELIVERY_HELD_BACK,
     DELIVERY_MERGED,
     Attachment,
+    Case,
     Contact,
     Delivery,
     OutboundFile,
@@ -41,8 +43,11 @@ def flush(engine: Engine, settings: Settings, now: dt.datetime | None = None) ->
         by_recipient = groupby(sorted(taken), key=lambda row: row[0])
         for address, rows in by_recipient:
             ids = sorted({message_id for _, message_id in rows})
-            notices = list(session.scalars(select(OutboundMessage).where(OutboundMessage.id.in_(ids))
-                                           .order_by(OutboundMessage.id)))
+            # Notices about priority cases come first, then the others in their order.
+            notices = list(session.scalars(
+                select(OutboundMessage).outerjoin(Case, Case.id == OutboundMessage.case_id)
+                .where(OutboundMessage.id.in_(ids))
+                .order_by(func.coalesce(Case.priority, False).desc(), OutboundMessage.id)))
             outbox.post("notice_digest", [Recipient(address, "", _language(session, settings, address))],
                         context={"notices": notices, "window": settings.support.notice_window_minutes},
                         auto_submitted=AUTO_GENERATED, files=_files(session, ids))

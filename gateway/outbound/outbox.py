@@ -133,8 +133,7 @@ class Outbox:
             to, cc = cc, []
         domain = self.settings.support.mailbox.domain or "localhost"
         carried = mail_files(files, self.settings.outbound.max_attachment_bytes, domain)
-        ctx = dict(context or {}, case=case, settings=self.settings,
-                   case_subject=self._case_subject(case) if case else "")
+        ctx = dict(context or {}, case=case, settings=self.settings)
         groups = _by_language(to + cc)
         rendered = self._render(kind, groups, dict(ctx, attachments=carried))
         room = self._room_for_files(rendered.values(), to + cc)
@@ -155,7 +154,10 @@ class Outbox:
 
     def _render(self, kind: str, groups: dict[str, list[Recipient]],
                 ctx: dict[str, Any]) -> dict[str, compose.Rendered]:
-        return {language: compose.render(self.settings.templates_dir, kind, language, ctx)
+        # The case's subject in each reader's language: [Dossier #N], or [Case #N] in English.
+        case, tag = ctx["case"], self.settings.support.case_tag
+        return {language: compose.render(self.settings.templates_dir, kind, language, dict(
+                    ctx, case_subject=compose.case_subject(tag, language, case.id, case.title) if case else ""))
                 for language in groups}
 
     def _room_for_files(self, rendered: Any, people: list[Recipient]) -> int:
@@ -185,9 +187,6 @@ class Outbox:
         if confirmation is not None:
             return token.make_confirmation(self.key(), confirmation, address)
         return token.make(self.key(), case.id, address) if case else ""
-
-    def _case_subject(self, case: Case) -> str:
-        return compose.clean_header(f"[{self.settings.support.case_tag} #{case.id}] {case.title}")
 
     def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
                recipients: list[Recipient], case: Case | None, auto_submitted: str,

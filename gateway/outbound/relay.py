@@ -22,7 +22,22 @@ REFUSALS = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
 
 
 class PermanentFailure(Exception):
-    """The relay refused the recipient or the message for good (5xx)."""
+    """The relay refused the recipient or the message for good (5xx); `at_rcpt` when it
+    refused the recipient's address itself (RCPT TO), which says the address is dead."""
+
+    def __init__(self, reply: str, at_rcpt: bool = False) -> None:
+        super().__init__(reply)
+        self.at_rcpt = at_rcpt
+
+
+class TemporaryFailure(OSError):
+    """The relay said 4xx: try again later. Its text is the relay's reply."""
+
+
+def reply(code: int, text: bytes | str) -> str:
+    """A server's reply as it was said: "550 5.1.1 <x@y>: Recipient address rejected"."""
+    said = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return " ".join(f"{code} {said}".split())
 
 
 class Transport:
@@ -40,22 +55,23 @@ class Transport:
         self.close()
 
     def send(self, msg: EmailMessage, recipient: str) -> None:
-        """Hand `msg` to the relay for `recipient`. Raises PermanentFailure on a 5xx, and
-        smtplib.SMTPException or OSError when it may work later."""
+        """Hand `msg` to the relay for `recipient`. Raises PermanentFailure on a 5xx,
+        TemporaryFailure on a 4xx, and OSError (smtplib's errors among them) when it may
+        work later."""
         if self.settings.outbound.transport == "maildir":
-            self._to_maildir(msg)
+            self._to_maildir(msg, recipient)
             return
         try:
             self._to_relay(msg, recipient)
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            if codes and all(500 <= c < 600 for c in codes):
-                raise PermanentFailure(str(exc.recipients)) from exc
-            raise
+            said = [reply(code, text) for code, text in exc.recipients.values()]
+            if exc.recipients and all(500 <= code < 600 for code, _ in exc.recipients.values()):
+                raise PermanentFailure("; ".join(said), at_rcpt=True) from exc
+            raise TemporaryFailure("; ".join(said)) from exc
         except smtplib.SMTPResponseException as exc:
             if 500 <= exc.smtp_code < 600:
-                raise PermanentFailure(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
-            raise
+                raise PermanentFailure(reply(exc.smtp_code, exc.smtp_error)) from exc
+            raise TemporaryFailure(reply(exc.smtp_code, exc.smtp_error)) from exc
 
     def close(self) -> None:
         """Say goodbye to the relay, if connected; never raises."""
@@ -115,12 +131,15 @@ class Transport:
         if smtp is not None:
             smtp.close()
 
-    def _to_maildir(self, msg: EmailMessage) -> None:
+    def _to_maildir(self, msg: EmailMessage, recipient: str) -> None:
+        """Write the copy for `recipient`, its first line `Delivered-To:` naming whose copy
+        it is, as a mail server's local delivery does (all copies share one Message-ID)."""
         folder = self.settings.path(self.settings.outbound.maildir)
         # Maildir(create=True) makes the last folder only: "var/sent" needs "var" first.
         folder.parent.mkdir(parents=True, exist_ok=True)
         box = mailbox.Maildir(folder, create=True)
         try:
-            box.add(msg.as_bytes())
+            stamp = "Delivered-To: " + "".join(recipient.split()) + "\n"
+            box.add(stamp.encode("utf-8") + msg.as_bytes())
         finally:
             box.close()

@@ -26,20 +26,13 @@ from email.utils import format_datetime
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
+from gateway import accounts, models
 from gateway.config import Settings
 from gateway.db import read_scope, session_scope, utcnow
-from gateway.models import (
-    DELIVERY_FAILED,
-    DELIVERY_HELD_BACK,
-    DELIVERY_PENDING,
-    DELIVERY_SENT,
-    Attachment,
-    Delivery,
-    OutboundFile,
-)
+from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery, OutboundFile
 from gateway.outbound import digest, headers
 from gateway.outbound.compose import clean_header
-from gateway.outbound.relay import PermanentFailure, Transport
+from gateway.outbound.relay import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
 RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
@@ -119,7 +112,8 @@ class Claim:
     ids: list[int]
 
 
-def claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, limit: int = 50) -> Claim:
+def claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, limit: int = 50,
+          turn: Turn = contextlib.nullcontext) -> Claim:
     """Lock up to `limit` due deliveries for this sender until `now + lock`, under a new
     owner id; two senders never share one."""
     owner = secrets.token_hex(16)
@@ -128,7 +122,7 @@ def claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, limit: int = 50)
     due = (select(Delivery.id).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
                                      or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
            .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))
-    with session_scope(engine) as session:
+    with turn(), session_scope(engine) as session:
         ids = session.scalars(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
                               .values(locked_until=now + lock, claim=owner).returning(Delivery.id))
         return Claim(owner, sorted(ids))
@@ -159,24 +153,36 @@ def send_one(engine: Engine, settings: Settings, transport: Transport, owner: st
             # A message that cannot be built never will be: set it aside, keep the batch going.
             log.exception("delivery %s cannot be built", delivery_id)
             msg, build_error = None, f"cannot build the message: {type(exc).__name__}: {exc}"
-    error: str | None = None
-    permanent = False
+    failure: Failure | None = None
     try:
         if msg is None:
             raise PermanentFailure(build_error)
         transport.send(msg, recipient)
     except PermanentFailure as exc:
-        error, permanent = str(exc), True
+        failure = Failure(str(exc), True, exc.at_rcpt)
+    except TemporaryFailure as exc:
+        failure = Failure(str(exc))
     except OSError as exc:  # smtplib's errors are OSErrors too
-        error = f"{type(exc).__name__}: {exc}"
+        failure = Failure(f"{type(exc).__name__}: {exc}")
     with turn():
-        return record(engine, settings, delivery_id, owner, clock(), error, permanent)
+        return record(engine, settings, delivery_id, owner, clock(), failure)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a delivery was not sent: the relay's reply or the error, whether it is for good,
+    and whether the relay refused the address itself (the contact is then failing)."""
+    error: str
+    permanent: bool = False
+    address_refused: bool = False
 
 
 def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now: dt.datetime,
-           error: str | None, permanent: bool) -> str | None:
+           failure: Failure | None) -> str | None:
     """Mark a delivery sent, due again later, or failed, if the claim `owner` still holds
-    it; returns its new status, or None (and changes nothing) when another sender does."""
+    it; returns its new status, or None (and changes nothing) when another sender does. A
+    recipient the relay refused for good at RCPT marks the contact failing, as a delivery
+    report does."""
     with session_scope(engine) as session:
         # A write first, for the same reason as in `claim`; it releases the lock.
         held = session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.claim == owner)
@@ -187,17 +193,19 @@ def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now
             return None
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        if error is None:
+        if failure is None:
             delivery.status, delivery.sent_at, delivery.last_error = DELIVERY_SENT, now, None
+            return delivery.status
+        delivery.last_error = failure.error[:2000]
+        give_up = delivery.created_at + dt.timedelta(hours=settings.outbound.give_up_after_hours)
+        delay = dt.timedelta(minutes=RETRY_MINUTES[min(delivery.attempts, len(RETRY_MINUTES)) - 1])
+        if failure.permanent or now + delay > give_up:
+            delivery.status = DELIVERY_FAILED
+            log.warning("delivery %s to %s set aside: %s", delivery_id, delivery.recipient, failure.error)
         else:
-            delivery.last_error = error[:2000]
-            give_up = delivery.created_at + dt.timedelta(hours=settings.outbound.give_up_after_hours)
-            delay = dt.timedelta(minutes=RETRY_MINUTES[min(delivery.attempts, len(RETRY_MINUTES)) - 1])
-            if permanent or now + delay > give_up:
-                delivery.status = DELIVERY_FAILED
-                log.warning("delivery %s to %s set aside: %s", delivery_id, delivery.recipient, error)
-            else:
-                delivery.next_attempt_at = now + delay
+            delivery.next_attempt_at = now + delay
+        if failure.address_refused:
+            accounts.mark_failing(session, [delivery.recipient.lower()], now)
         return delivery.status
 
 
@@ -214,24 +222,18 @@ def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = 
     with turn():
         digest.flush(engine, settings, clock())
     with Transport(settings) as transport:
-        while (batch := _claim(engine, clock(), lock(settings), turn)).ids:
+        while (batch := claim(engine, clock(), lock(settings), turn=turn)).ids:
             for delivery_id in batch.ids:
                 done = send_one(engine, settings, transport, batch.owner, delivery_id, clock, turn)
                 counts[done or "skipped"] += 1
     return dict(counts)
 
 
-def _claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, turn: Turn) -> Claim:
-    with turn():
-        return claim(engine, now, lock)
-
-
 def due(engine: Engine, now: dt.datetime) -> bool:
-    """Whether a delivery or a held-back notice is due: read without taking SQLite's write
-    lock, so that a sender with nothing to do never makes a door wait."""
+    """Whether anything is due, read without a write lock (an idle sender never blocks a door)."""
     with read_scope(engine) as session:
         return session.scalar(select(Delivery.id).where(
-            Delivery.status.in_((DELIVERY_PENDING, DELIVERY_HELD_BACK)), Delivery.next_attempt_at <= now)
+            Delivery.status.in_((DELIVERY_PENDING, models.DELIVERY_HELD_BACK)), Delivery.next_attempt_at <= now)
             .limit(1)) is not None
 
 

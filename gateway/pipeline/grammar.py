@@ -23,21 +23,32 @@ NAMES: dict[str, str] = {
     "criticality": "criticality", "severity": "criticality",
     "module": "module",
     "priorite": "priority", "priority": "priority",
-    "diffusion": "distribution", "cc": "distribution",
+    "diffusion": "distribution", "cc": "distribution", "distribution": "distribution",
     "cloture": "close", "cloturer": "close", "close": "close",
     "info": "info", "demandeinformation": "info",
-    "suivi": "follow", "status": "follow",
+    "suivi": "follow", "status": "follow", "follow": "follow",
     "inscription": "register", "register": "register",
     "interlocuteur": "contact", "contact": "contact",
+    "contactprincipal": "main_contact", "maincontact": "main_contact",
+    "interlocuteurprincipal": "main_contact",
     "attente": "waiting", "waiting": "waiting",
     "resolu": "resolved", "resolved": "resolved",
     "clos": "closed", "closed": "closed",
     "note": "note", "interne": "note",
     "case": "case",
+    "licences": "licences", "licenses": "licences",
+    "interlocuteurs": "contacts", "contacts": "contacts",
+    "nom": "name", "name": "name",
 }
 # The fields a `Name : value` line at the top of the body may give.
-BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority")
-COMMANDS = ("close", "info", "follow", "register", "contact")
+BODY_FIELDS = ("client", "serial", "criticality", "module", "distribution", "priority", "main_contact")
+# A body line `Interlocuteur :` (or `Contact principal :`) names the case's main contact, by
+# address or name; `Contact :` too, with an address only (else it is text: "Contact : 04 72…").
+# The subject tag `[INTERLOCUTEUR adresse]` does too; `[INTERLOCUTEUR AJOUT]` is a command.
+COMMANDS = ("close", "info", "follow", "register", "contact", "licences", "contacts")
+# Read from the body like BODY_FIELDS, but opening a case leaves their lines in its text:
+# only the rule that uses one (the registration's name) takes it out.
+OTHER_BODY_FIELDS = ("name",)
 AGENT_COMMANDS = ("waiting", "resolved", "closed", "note")
 
 CRITICALITY: dict[str, int] = {
@@ -89,7 +100,7 @@ class FieldLine:
 @dataclass
 class Request:
     """What a message asks for, as written; the rules decide what it may do."""
-    fields: dict[str, str] = field(default_factory=dict)  # client, serial, criticality, module, distribution
+    fields: dict[str, str] = field(default_factory=dict)  # client, serial, criticality, module, distribution…
     flags: set[str] = field(default_factory=set)            # priority and the commands present
     command_values: dict[str, str] = field(default_factory=dict)  # e.g. follow -> "CLOS"
     case_number: int | None = None
@@ -164,6 +175,8 @@ def parse_subject(subject: str, case_tag: str = "Dossier") -> Request:
 
 def _record(request: Request, name: str, value: str) -> None:
     value = value.strip()
+    if name == "contact" and "@" in value:
+        name = "main_contact"
     if name == "case":
         m = _CASE_NUMBER.match(value)
         if m and request.case_number is None:
@@ -186,8 +199,11 @@ def read_body_fields(request: Request, text: str) -> None:
         if not line.strip():
             break  # the first blank line ends the top of the body
         m = _FIELD_LINE.match(line) if len(line) <= _LONGEST_FIELD_LINE else None
-        name = NAMES.get(normalise(m.group(1))) if m else None
-        if m is None or name not in BODY_FIELDS:
+        key = normalise(m.group(1)) if m else ""
+        name = NAMES.get(key)
+        if m and name == "contact" and (key != "contact" or "@" in m.group(2)):
+            name = "main_contact"
+        if m is None or (name not in BODY_FIELDS and name not in OTHER_BODY_FIELDS):
             continue
         value = m.group(2)
         request.field_lines.append(FieldLine(name, value, index))

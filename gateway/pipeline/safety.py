@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import accounts
 from gateway.config import Settings
-from gateway.models import Contact, OutboundMessage
+from gateway.models import OutboundMessage
 from gateway.pipeline.parse import ParsedMail
 
 _DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
@@ -77,6 +78,5 @@ def record_bounce(session: Session, parsed: ParsedMail, now: dt.datetime) -> lis
     if ours is None:
         return []
     addresses = sorted(set(parsed.failed_recipients))
-    session.execute(update(Contact).where(Contact.email.in_(addresses), Contact.failing_since.is_(None))
-                    .values(failing_since=now))
+    accounts.mark_failing(session, addresses, now)
     return addresses

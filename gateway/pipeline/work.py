@@ -13,6 +13,7 @@ from gateway import cases
 from gateway.config import Settings
 from gateway.models import Agent, Case, Contact, Disposition
 from gateway.outbound.outbox import STRANGER, Outbox, Recipient, StoredFile
+from gateway.pipeline import example
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
@@ -124,7 +125,8 @@ class Work:
         if silence:
             return Outcome(Disposition.REFUSED, reasons + (f"answer suppressed: {silence}",))
         context = dict(extra or {}, problems=problems, request=self.request,
-                       original_subject=self.parsed.subject, sender=self.sender)
+                       original_subject=self.parsed.subject, sender=self.sender,
+                       example=example.for_sender(self.session, self.sender, self.request))
         self.outbox.post(kind, [me], case=case, context=context, include_author=True,
                          audience=STRANGER if self.is_stranger() else "")
         return Outcome(Disposition.REFUSED, reasons, case.id if case else None)

@@ -136,6 +136,13 @@ class DoorController(Controller):
             raise self._thread_exception
         super()._trigger_server()  # type: ignore[no-untyped-call]
 
+    @property
+    def serving(self) -> bool:
+        """The door accepts connections: its server is open and its thread alive."""
+        thread = getattr(self, "_thread", None)
+        return (self.server is not None and self.server.is_serving()
+                and thread is not None and thread.is_alive())
+
     def stop(self, no_assert: bool = False) -> None:
         """Stop the loop and its thread (open sessions are cut), then the door's workers."""
         if not self.loop.is_closed():

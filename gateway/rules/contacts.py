@@ -12,7 +12,7 @@ import re
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from gateway import cases, timeline
+from gateway import cases, portfolio, timeline
 from gateway.models import CONTACT_ACTIVE, Contact, Disposition, Licence
 from gateway.outbound.outbox import new_message_id
 from gateway.pipeline.grammar import normalise
@@ -94,7 +94,8 @@ def _add(work: Work, requester: Contact, existing: Contact | None, email: str, f
     contact.status = CONTACT_ACTIVE
     work.session.add(contact)
     work.session.flush()
-    context = {"contact": contact, "requester": requester, "client": requester.client, "action": "add"}
+    context = {"contact": contact, "requester": requester, "client": requester.client, "action": "add",
+               "licences": portfolio.client_licences(work.session, requester.client_id)}
     work.outbox.post("contact_added", [contact_recipient(contact)], context=context)
     work.outbox.post("contact_result", [work.sender_recipient()], context=context,  # type: ignore[list-item]
                      include_author=True)

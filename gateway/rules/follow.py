@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import joinedload
 
 from gateway import bounds
 from gateway.models import Attachment, Case, CaseEvent, Disposition, Status
@@ -29,6 +30,9 @@ class CaseLine:
     priority: bool
     last_action: str
     last_action_at: object
+    product: str = ""          # the licence's product
+    module: str | None = None
+    main_contact: str = ""     # the main contact's name, else address
 
 
 def apply(work: Work) -> Outcome:
@@ -69,11 +73,14 @@ def _section(work: Work, clients: list[int], condition: ColumnElement[bool]) -> 
     where = (Case.client_id.in_(clients), condition)
     total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
     cases = list(session.scalars(select(Case).where(*where)
+                                 .options(joinedload(Case.licence), joinedload(Case.main_contact))
                                  .order_by(Case.updated_at.desc(), Case.id.desc()).limit(LIST_LIMIT)))
     last = _last_events(work, [c.id for c in cases])
     lines = [CaseLine(c.id, c.title, c.status, c.criticality, c.priority,
                       last[c.id].kind if c.id in last else "opened",
-                      last[c.id].at if c.id in last else c.opened_at) for c in cases]
+                      last[c.id].at if c.id in last else c.opened_at,
+                      c.licence.product, c.module, c.main_contact.name or c.main_contact.email)
+             for c in cases]
     return lines, total
 
 

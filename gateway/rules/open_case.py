@@ -18,7 +18,7 @@ from gateway.models import CONTACT_ACTIVE, Case, Client, Contact, Disposition, D
 from gateway.outbound.outbox import NOTICE, new_message_id
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
-from gateway.rules import priority
+from gateway.rules import handover, priority
 from gateway.rules.licence import refuse_inactive
 
 
@@ -68,10 +68,15 @@ def apply(work: Work) -> Outcome:
         if match is None:
             return work.refuse([Problem("unknown_module", {"module": module, "modules": licence.modules})])
         module = match
-    return _create(work, client, contact, licence, module)
+    # A colleague named as the main contact gets the case; the sender is then on its list.
+    main = handover.choose(work, client, contact)
+    if isinstance(main, Outcome):
+        return main
+    return _create(work, client, main, licence, module, contact)
 
 
-def _create(work: Work, client: Client, contact: Contact, licence: Licence, module: str | None) -> Outcome:
+def _create(work: Work, client: Client, contact: Contact, licence: Licence, module: str | None,
+            author: Contact) -> Outcome:
     session, request, now = work.session, work.request, work.now
     criticality = request.criticality()
     assert criticality is not None  # missing_fields refused the message otherwise
@@ -80,7 +85,7 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
                            thread_id=work.parsed.message_id or new_message_id(work.settings))
     details = request.body(BODY_FIELDS)
     files = work.files(case, work.event(case, "opened", details))
-    distribution, not_added = _distribution_from_cc(work, case, client, contact)
+    distribution, not_added = _distribution_from_cc(work, case, client, contact, author)
     # The new case's list is known: the templates read it without asking the database.
     set_committed_value(case, "distribution", distribution)
     wanted = "priority" in request.flags
@@ -98,14 +103,15 @@ def _create(work: Work, client: Client, contact: Contact, licence: Licence, modu
     return Outcome(Disposition.CREATED, tuple(reasons), case.id)
 
 
-def _distribution_from_cc(work: Work, case: Case, client: Client,
-                          main: Contact) -> tuple[list[DistributionEntry], list[str]]:
-    """Add the Cc addresses that are active contacts of the client; list the others."""
+def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact,
+                          author: Contact) -> tuple[list[DistributionEntry], list[str]]:
+    """Add the Cc addresses that are active contacts of the client (and the author, when
+    they named someone else as the main contact); list the others."""
     not_added: list[str] = []
     added: dict[int, DistributionEntry] = {}
     # Cc addresses, and those a [DIFFUSION +a@x.fr] tag adds, join the distribution list.
     extra = [a for sign, a in split_addresses(work.request.fields.get("distribution", "")) if sign == "+"]
-    for address in dict.fromkeys(list(work.parsed.cc) + extra):
+    for address in dict.fromkeys([author.email] + list(work.parsed.cc) + extra):
         if address == main.email or work.settings.support.mailbox.matches(address):
             continue
         contact = work.session.scalar(select(Contact).where(

@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import timeline
-from gateway.models import Case, Client, Contract, Disposition, PointsEntry
+from gateway.models import Case, CaseEvent, Client, Contract, Disposition, PointsEntry
+from gateway.outbound.outbox import NOTICE
 from gateway.pipeline.work import Outcome, Work
 from gateway.rules import info, message
 
@@ -35,6 +36,11 @@ def apply(work: Work) -> Outcome:
     me = work.sender_recipient()
     assert me is not None
     work.outbox.post("priority_result", [me], case=case, context={"priority": result}, include_author=True)
+    if result.status == "granted":
+        # Support sees a case that becomes a priority as it sees a new case.
+        work.outbox.post("agent_case_changed", work.agents(), case=case, audience=NOTICE, context={
+            "changes": [{"field": "priority", "before": False, "after": True}], "author": work.sender,
+            "details": opening_text(work), "priority": result})
     if work.has_content:
         return (info.apply if "info" in work.request.flags else message.apply)(work)
     return Outcome(Disposition.APPENDED, (f"priority: {result.status}",), case.id)
@@ -65,9 +71,18 @@ def grant(work: Work, case: Case, client: Client) -> PriorityResult:
         session.refresh(contract)
         return PriorityResult("already", contract.points)
     session.refresh(contract)
-    case.priority = True
+    case.priority, case.priority_since = True, work.now
     work.event(case, "priority", timeline.priority_granted(contract.points))
     return PriorityResult("granted", contract.points)
+
+
+def opening_text(work: Work) -> str:
+    """The customer's description of the case, for the agents' announcements."""
+    case = work.case
+    assert case is not None
+    text = work.session.scalar(select(CaseEvent.text).where(
+        CaseEvent.case_id == case.id, CaseEvent.kind == "opened").order_by(CaseEvent.id).limit(1))
+    return timeline.person_text("opened", text or "")
 
 
 class _NoPoints(Exception):

@@ -16,6 +16,7 @@ import secrets
 
 from sqlalchemy import func, select
 
+from gateway import portfolio
 from gateway.models import (
     CONTACT_ACTIVE,
     CONTACT_PENDING,
@@ -28,6 +29,7 @@ from gateway.models import (
     reference_key,
 )
 from gateway.outbound.outbox import STRANGER, Recipient
+from gateway.pipeline import example
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
@@ -44,6 +46,8 @@ def apply(work: Work) -> Outcome:
     address = work.sender.address or ""
     code = (work.request.fields.get("client") or "").strip()
     serial = (work.request.fields.get("serial") or "").strip()
+    # The new contact's name: a `Nom :` / `Name :` line, else the From's display name.
+    name = " ".join((work.request.fields.get("name") or work.sender.name).split())[:255]
     by_sender, by_client = _requests_today(work, address, code)
     me = Recipient(address, work.sender.name, work.sender.language)
     if by_sender >= settings.registrations_per_sender_per_day:
@@ -51,9 +55,11 @@ def apply(work: Work) -> Outcome:
     silence = work.stranger_silence()
     if silence:
         return Outcome(Disposition.REFUSED, (f"registration: no answer: {silence}",))
-    work.outbox.post("registration_received", [me], context={"client_code": code, "serial": serial},
+    work.outbox.post("registration_received", [me], context={"client_code": code, "serial": serial, "name": name},
                      include_author=True, audience=STRANGER if work.is_stranger() else "")
     outcome = Outcome(Disposition.APPENDED, ("registration: neutral answer sent",))
+    if not name:
+        return Outcome(Disposition.REFUSED, outcome.reasons + ("no name given (Nom : line)",))
     if by_client >= settings.registrations_per_client_per_day:
         return Outcome(Disposition.REFUSED, outcome.reasons + ("too many requests for this client today",))
     if work.sender.contacts or work.sender.agent is not None:
@@ -64,7 +70,7 @@ def apply(work: Work) -> Outcome:
     if client is None or licence is None or not licence.active:
         return Outcome(Disposition.REFUSED,
                        outcome.reasons + ("client code and serial do not match an active licence",))
-    secret_code = _new_code(work, client, address)
+    secret_code = _new_code(work, client, address, name)
     work.outbox.post("registration_code", [me], context={
         "code": secret_code, "client": client, "hours": settings.registration_code_hours},
         include_author=True)
@@ -84,15 +90,16 @@ def _requests_today(work: Work, address: str, code: str) -> tuple[int, int]:
     return by_sender, by_client
 
 
-def _new_code(work: Work, client: Client, address: str) -> str:
-    """A pending contact (created when new) and a fresh code for it, stored hashed."""
+def _new_code(work: Work, client: Client, address: str, name: str) -> str:
+    """A pending contact (created when new, named as the request says) and a fresh code
+    for it, stored hashed."""
     session, now, settings = work.session, work.now, work.settings.contacts
     contact = session.scalar(select(Contact).where(Contact.client_id == client.id, Contact.email == address))
     if contact is None:
-        contact = Contact(client_id=client.id, email=address, name=work.sender.name[:255],
-                          status=CONTACT_PENDING, language=None)
+        contact = Contact(client_id=client.id, email=address, status=CONTACT_PENDING, language=None)
         session.add(contact)
-        session.flush()
+    contact.name = name
+    session.flush()
     secret_code = f"{secrets.randbelow(10**6):06d}"
     session.add(Registration(client_id=client.id, contact_id=contact.id, email=address,
                              code_hash=_hash(secret_code), created_at=now,
@@ -138,8 +145,9 @@ def confirm(work: Work) -> Outcome:
     registration.confirmed_at = work.now
     client = work.session.get(Client, registration.client_id)
     assert client is not None
-    work.outbox.post("registration_done", [contact_recipient(contact)], context={"client": client},
-                     include_author=True)
+    work.outbox.post("registration_done", [contact_recipient(contact)], include_author=True, context={
+        "client": client, "contact": contact, "licences": portfolio.client_licences(work.session, client.id),
+        "example": example.of_client(work.session, client)})
     others = list(work.session.scalars(select(Contact).where(
         Contact.client_id == client.id, Contact.status == CONTACT_ACTIVE,
         Contact.id != contact.id).order_by(Contact.id)))

@@ -64,6 +64,12 @@ class ImapDoor:
         self._thread = threading.Thread(target=self._serve, name="imap", daemon=True)
         self._thread.start()
 
+    @property
+    def up(self) -> bool:
+        """The door's thread runs and its last attempt did not fail."""
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and self.status.state in ("starting", "connected")
+
     def stop(self) -> None:
         """Stop the thread promptly: wake its wait, cut its connection, join it."""
         self.stopping.set()
