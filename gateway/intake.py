@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -126,27 +126,50 @@ def _values(item: Incoming, source_key: str | None, first: int | None, keys: _Ke
         reasons=[f"duplicate of message {first}"] if first else [], attempts=0)
 
 
+_TABLE: Table = InboundMessage.__table__  # type: ignore[assignment]  # a declarative class's table
+
+
 def _insert(session: Session, values: dict[str, Any]) -> int:
     """One row, by a Core statement (no ORM object: the raw bytes are not copied into one)."""
-    return int(session.execute(insert(InboundMessage).values(**values).returning(InboundMessage.id)).scalar_one())
+    return int(session.execute(insert(_TABLE).values(**values).returning(_TABLE.c.id)).scalar_one())
+
+
+def _insert_all(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Rows in one statement (executemany with RETURNING), their ids in the order given."""
+    if not rows:
+        return []
+    statement = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+    ids: list[int] = list(session.execute(statement, rows).scalars())
+    return ids
 
 
 def store_group(engine: Engine, items: list[Incoming]) -> list[Stored]:
-    """Store messages in one transaction (group commit: each is committed once all are).
+    """Store messages in one transaction (group commit: each is committed once all are),
+    in one INSERT for all but a second copy of a message of the same group (after it).
     Raises IntegrityError when a concurrent store took one of their keys meanwhile."""
     with session_scope(engine) as session:
         keys = [_keys(item.raw) for item in items]
         wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
         known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
             InboundMessage.dedupe_key.in_(wanted))).all())
-        stored = []
-        for item, key in zip(items, keys, strict=True):
-            first = known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
-            row_id = _insert(session, _values(item, None, first, key))
-            if first is None:
-                known[key.dedupe] = row_id
-            stored.append(Stored(row_id, first is not None))
-        return stored
+        now: list[int] = []
+        later: list[int] = []
+        seen: set[str] = set()
+        for index, key in enumerate(keys):
+            (later if key.dedupe in seen else now).append(index)
+            seen.add(key.dedupe)
+        firsts = {i: _first_known(known, keys[i]) for i in now}
+        ids = dict(zip(now, _insert_all(session, [_values(items[i], None, firsts[i], keys[i]) for i in now]),
+                       strict=True))
+        known.update({keys[i].dedupe: ids[i] for i in now if firsts[i] is None})
+        for i in later:
+            firsts[i] = _first_known(known, keys[i])
+            ids[i] = _insert(session, _values(items[i], None, firsts[i], keys[i]))
+        return [Stored(ids[i], firsts[i] is not None) for i in range(len(items))]
+
+
+def _first_known(known: dict[str | None, int], key: _Keys) -> int | None:
+    return known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
 
 
 def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:

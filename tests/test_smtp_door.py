@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import io
 import smtplib
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -302,3 +303,33 @@ def test_store_all_in_batches_names_every_message_it_could_not_store(engine, cap
     assert stored == [] and failed == ["m0", "m1", "m2"]
     stored, failed = pipe.store_all(engine, iter(sources), batch_size=2)
     assert len(stored) == 3 and failed == []
+
+
+def test_concurrent_sessions_are_each_stored_once_and_a_copy_is_a_duplicate(start_door, engine) -> None:
+    """Twenty sessions at once (the door stores what arrives during a commit together):
+    every one gets its 250 with its own row, and two copies of one message make one
+    message and one duplicate, whichever group each fell in."""
+    door = start_door()
+    raws = [f"From: c{i}@example.com\r\nTo: {SUPPORT}\r\nSubject: n{i}\r\nMessage-ID: <n{i}@x>\r\n\r\nBody {i}\r\n"
+            .encode() for i in range(18)]
+    copy = f"From: {CUSTOMER}\r\nTo: {SUPPORT}\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nSame\r\n".encode()
+    raws += [copy, b"Received: from mx2\r\n" + copy]
+    replies: dict[int, list[tuple[int, bytes]]] = {}
+    start = threading.Barrier(len(raws))
+
+    def one(i: int) -> None:
+        client = door.connect()
+        start.wait()
+        replies[i] = transaction(client, raws[i])
+        client.quit()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(raws))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(code == 250 for r in replies.values() for code, _ in r) and len(replies) == len(raws)
+    with session_scope(engine) as session:
+        rows = session.execute(select(InboundMessage.raw, InboundMessage.duplicate_of)).all()
+    assert sorted(raw for raw, _ in rows) == sorted(raws)
+    assert sum(dup is not None for _, dup in rows) == 1
