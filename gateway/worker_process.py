@@ -30,9 +30,6 @@ from gateway.worker import Report, Storing
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
-# The workers yield the processor to the doors (nice 10): a door's answer is what a sending
-# MTA waits for; the pipeline's work can wait a few milliseconds more.
-NICE = 10
 CONTEXT = multiprocessing.get_context("spawn")
 
 
@@ -147,7 +144,6 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     from gateway.db import make_engine
     from gateway.worker import Worker
     verbose, json_lines = log_form
-    os.nice(NICE)
     logs.setup(verbose)
     if settings.log.file:
         logs.to_file(settings.path(settings.log.file))
