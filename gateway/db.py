@@ -95,7 +95,8 @@ def one_writer(engine: Engine) -> Iterator[None]:
     """On a SQLite file, wait in line for the write transaction: an exclusive lock on
     `<file>-writers` (flock), held until the commit. SQLite lets one writer in at a time and
     makes the others poll, sleeping up to 100 ms between tries: in the kernel's line, a
-    writer gets in the moment the one before it leaves. Nested scopes share the lock."""
+    writer gets in the moment the one before it leaves. Nested scopes share the lock. A
+    file this user may not open is no line at all (never a failure to store)."""
     path = _sqlite_file(engine)
     if path is None:
         yield
@@ -107,7 +108,10 @@ def one_writer(engine: Engine) -> Iterator[None]:
         finally:
             _writing.depth -= 1
         return
-    fd = os.open(path + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _line(path + "-writers")
+    if fd is None:
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _writing.depth = 1
@@ -115,6 +119,17 @@ def one_writer(engine: Engine) -> Iterator[None]:
     finally:
         _writing.depth = 0
         os.close(fd)  # releases the lock
+
+
+def _line(path: str) -> int | None:
+    """The lock file, opened (created if need be; read-only will do for flock); None when
+    this user cannot open it: SQLite's own locking is then the only line, as before."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(path, flags, 0o644)
+        except OSError:
+            continue
+    return None
 
 
 def _sqlite_file(engine: Engine) -> str | None:
