@@ -199,6 +199,8 @@ def test_english_customers_name_a_main_contact_in_english(gateway, relay, engine
     for part in (refusal.text(), refusal.html()):
         assert "Active contacts of customer C30105" in part and OLIVER in part and EMMA in part
         assert "clinique" not in part.replace(HELENE, "") and CLAIRE not in part
+        # English tags in an English mail: the case is [Case #1], never the French word.
+        assert "[Case #1]" in part and "Dossier" not in part
     send(gateway.settings, mail(EMMA, f"[Case #1] [CONTACT {OLIVER}]", "\n"))
     told = newest(relay, OLIVER, "has a new main contact")
     assert "Previously        : Emma Stone" in told.text() and "new main contact" in told.html()
@@ -219,6 +221,10 @@ def test_criticality_and_module_change_is_confirmed_announced_and_escalated_from
     announced = newest(relay, GREGOIRE, "modifié")
     assert f"Modification demandée par Claire Martin <{CLAIRE}>" in flat(announced.text())
     assert "délai de première réponse compté depuis ce changement" in flat(announced.text())
+    # Each change on its own line, under the sentence that says who asked.
+    lines = announced.text().splitlines()
+    assert "  Criticité : 4 – basse → 1 – bloquante (délai de première réponse compté depuis ce changement)" in lines
+    assert "  Module    : non précisé → Achats" in lines
     assert "Le lettrage ne se fait plus." in announced.text() and "bloquante" in announced.html()
     case = case_of(engine, number)
     assert (case["criticality"], case["module"]) == (1, "Achats")
@@ -243,7 +249,9 @@ def test_an_english_customer_raises_criticality_in_english(gateway, relay, engin
     confirmed = newest(relay, OLIVER, "changed as you asked")
     assert "Criticality : 4 – low → 1 – blocking" in confirmed.text()
     assert "4 – low → 1 – blocking" in confirmed.html() and "first-response delay" in confirmed.html()
-    assert confirmed.subject.endswith("#1] Ledger slow")
+    assert confirmed.subject == "[Case #1] Ledger slow"
+    for part in (confirmed.text(), confirmed.html()):
+        assert "[Case #1]" in part and "Dossier" not in part
     send(gateway.settings, mail(OLIVER, "[Case #1] [MODULE Banking]", "\n"))
     refused = newest(relay, OLIVER, "has no modules")
     assert "Banking" in refused.text() and "Banking" in refused.html()
