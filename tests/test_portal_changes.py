@@ -133,6 +133,9 @@ def test_a_colleague_of_another_company_or_a_pending_one_is_refused_with_the_lis
         send(gateway.settings, mail(CLAIRE, OPEN, f"Interlocuteur : {named}\n\nLe lettrage ne se fait plus.\n"))
         refusal = newest(relay, CLAIRE, words)
         assert refusal.subject.startswith("Votre demande n'a pas pu être traitée")
+        # One thing said per sentence: who cannot be named, then why nothing was opened.
+        assert ("Seul un interlocuteur actif" in flat(refusal.text())
+                and "d'un dossier ; le dossier n'a donc pas été ouvert." in flat(refusal.text()))
         for part in (refusal.text(), refusal.html()):
             assert CLAIRE in part and PAUL in part and "C10042" in part
             assert "helene.dupre" not in part.replace(named, "") and OLIVER not in part
