@@ -111,6 +111,9 @@ def test_claire_opens_a_case_for_paul_who_becomes_its_main_contact(gateway, rela
     assert [a.addr_spec for a in ack.message["Cc"].addresses] == [CLAIRE]
     assert f"{CLAIRE}> a ouvert le dossier n° 1 pour Paul Girard" in flat(ack.text())
     assert "a ouvert ce dossier pour" in ack.html() and "contact principal" in ack.html()
+    # Claire is in copy because she opened it: nobody "added" her, and the text is hers, not Paul's.
+    for part in (ack.text(), ack.html()):
+        assert "les a ajoutées" not in part and "Votre description" not in part and "Description" in part
     assert newest(relay, CLAIRE, "Lettrage").text() == ack.text()
     notice = newest(relay, MATHILDE, "Nouveau dossier")
     assert "Contact principal : Paul Girard" in notice.text() and "Claire Martin" in notice.text()
