@@ -173,6 +173,21 @@ def test_the_main_contact_hands_the_case_over_and_both_are_told(gateway, relay, 
     assert f"{CLAIRE} → {PAUL}" in follow.text()
 
 
+def test_the_lines_a_handover_or_a_change_used_are_not_left_in_the_message(gateway, relay, engine) -> None:
+    number = open_case(gateway, relay)
+    send(gateway.settings, mail(CLAIRE, f"[Dossier #{number}]", f"Interlocuteur : {PAUL}\n\nJe pars en congés.\n"))
+    told = newest(relay, MATHILDE, "Je pars en congés.")
+    assert case_of(engine, number)["main_contact"] == PAUL
+    for part in (told.text(), told.html(), case_of(engine, number)["events"][-1]["text"]):
+        assert "Je pars en congés." in part and "Interlocuteur" not in part
+    relay.clear()
+    send(gateway.settings, mail(PAUL, f"[Dossier #{number}]", "Criticité : bloquante\nModule : Ventes\n\nTout est arrêté.\n"))
+    told = newest(relay, CLAIRE, "Tout est arrêté.")
+    assert case_of(engine, number)["criticality"] == 1
+    for part in (told.text(), told.html(), case_of(engine, number)["events"][-1]["text"]):
+        assert "Tout est arrêté." in part and "Criticité :" not in part and "Module :" not in part
+
+
 def test_an_agent_hands_a_case_over_with_proof_and_is_asked_to_confirm_without(gateway, relay, engine) -> None:
     settings = gateway.settings
     number = open_case(gateway, relay)

@@ -89,9 +89,9 @@ def _announce(work: Work, changes: list[Changed]) -> None:
 def _then(work: Work) -> Outcome | None:
     """What else the message asks, once the case is changed: priority, an answer, a message."""
     if work.sender.agent is None and "priority" in work.request.flags:
-        return priority.apply(work)
+        return priority.apply(work, used=USED)
     if not (work.request.body(USED) or work.parsed.attachments):
         return None
     if work.sender.agent is not None:
         return answer.apply(work)
-    return (info.apply if "info" in work.request.flags else message.apply)(work)
+    return (info.apply if "info" in work.request.flags else message.apply)(work, used=USED)

@@ -94,7 +94,7 @@ def apply(work: Work) -> Outcome:
                      context={"former": former, "author": work.sender})
     reasons = (f"main contact: {former.email} -> {named.email}",)
     if work.request.body(USED) or work.parsed.attachments:
-        more = (answer.apply if work.sender.agent is not None else message.apply)(work)
+        more = answer.apply(work) if work.sender.agent is not None else message.apply(work, used=USED)
         return Outcome(more.outcome, reasons + more.reasons, case.id)
     return Outcome(Disposition.APPENDED, reasons, case.id)
 
