@@ -55,6 +55,9 @@ def test_the_default_templates_are_the_package_s_own() -> None:
     ('[imap]\nfolders = "INBOX"\n', '[imap] folders = "INBOX": not a list of strings'),
     ('[sla]\nfirst_response_hours = { 7 = 2 }\n', '[sla] first_response_hours = {"7": 2}: criticality or hours'),
     ('[sla]\npriority_first_response_hours = 0\n', '[sla] priority_first_response_hours = 0: must be above zero'),
+    ('[sla]\nfirst_response_hours = { 1 = 1.5 }\n', '[sla] first_response_hours = {"1": 1.5}: not a table of hours'),
+    ('[jobs]\nholidays = "ZZ"\n', '[jobs] holidays = "ZZ": no such country or subdivision'),
+    ('[jobs]\nholidays = "FR-99"\n', '[jobs] holidays = "FR-99": no such country or subdivision'),
     ('[jobs]\nadv_digest_at = "8h"\n', '[jobs] adv_digest_at = "8h": not a time of day; allowed: a time of day such as "08:00"'),
     ('[health]\nhost = "0.0.0.0"\n', '[health] host = "0.0.0.0": not a loopback address'),
     ('[database]\nurl = "mysql://x"\n', '[database] url = "mysql://x": not a database URL'),
@@ -80,6 +83,19 @@ def test_the_environment_is_checked_too(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("GATEWAY_SMTP_ENABLED", "off")
     loaded = config.load(file)
     assert (loaded.outbound.transport, loaded.smtp.enabled) == ("smtp", False)
+
+
+def test_what_the_readme_and_the_shipped_file_document_is_accepted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "gateway.toml"
+    file.write_text('[jobs]\nholidays = "FR-57"\n[licences]\nexpiry_notice_days = 0\n[health]\nhost = "::1"\n'
+                    '[contacts]\nregistration_code_hours = 48\ncheck_deliverability = true\n'
+                    '[sla]\nfirst_response_hours = { 1 = 1, 2 = 4, 3 = 24, 4 = 72 }\n', encoding="utf-8")
+    monkeypatch.setenv("GATEWAY_IMAP_FOLDERS", "INBOX,Support")
+    monkeypatch.setenv("GATEWAY_SLA_FIRST_RESPONSE_HOURS", "1=2,2=8")
+    loaded = config.load(file)
+    assert (loaded.jobs.holidays, loaded.licences.expiry_notice_days, loaded.health.host) == ("FR-57", 0, "::1")
+    assert loaded.imap.folders == ("INBOX", "Support") and loaded.sla.first_response_hours == {1: 2, 2: 8}
 
 
 def test_the_shipped_example_is_valid_and_matches_the_embedded_defaults() -> None:
