@@ -343,6 +343,23 @@ def test_a_repeated_value_is_a_message_and_an_agent_changes_a_case_too(gateway, 
     assert case_of(engine, number)["criticality"] == 2 and relay.to(CLAIRE) == []
 
 
+def test_a_reply_to_the_opening_mail_that_named_the_main_contact_is_just_a_message(gateway, relay, engine) -> None:
+    opening = mail(CLAIRE, f"[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE basse] [INTERLOCUTEUR {PAUL}] Lettrage",
+                   "Le lettrage ne se fait plus.\n")
+    send(gateway.settings, opening)
+    newest(relay, MATHILDE, "Nouveau dossier")
+    relay.clear()
+    # Claire answers her own first mail (her client keeps its subject and threads it).
+    again = mail(CLAIRE, f"RE: {opening['Subject']}", "Autre précision : cela arrive sur le poste 3.\n")
+    again["In-Reply-To"] = again["References"] = opening["Message-ID"]
+    send(gateway.settings, again)
+    told = newest(relay, PAUL, "Autre précision")
+    assert "poste 3" in told.text() and "poste 3" in told.html()
+    case = case_of(engine, 1)
+    assert case["main_contact"] == PAUL and [e["kind"] for e in case["events"]] == ["opened", "customer_message"]
+    assert all("ne peut" not in r.text() and "Seul le contact principal" not in r.text() for r in relay.to(CLAIRE))
+
+
 def test_which_lines_and_tags_name_a_main_contact() -> None:
     from gateway.pipeline.grammar import parse_request
     named = {

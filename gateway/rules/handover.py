@@ -27,7 +27,14 @@ _ADDRESS = re.compile(r"[^\s<>,;\[\]]+@[^\s<>,;\[\]]+")
 
 
 def wanted(work: Work) -> bool:
-    return bool(work.request.fields.get("main_contact", "").strip())
+    """The message names a main contact; on a case, one other than the case's (a reply to
+    the opening mail still carries its [INTERLOCUTEUR …] tag: that is just a message)."""
+    if not work.request.fields.get("main_contact", "").strip():
+        return False
+    if work.case is None:
+        return True
+    named, _ = _named(work, work.case.client)
+    return named is None or named.id != work.case.main_contact_id
 
 
 def _fold(text: str) -> str:
