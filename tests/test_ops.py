@@ -2,10 +2,12 @@
 before anything runs, and no command falls back on defaults the operator never chose."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -105,6 +107,11 @@ def test_the_shipped_example_is_valid_and_matches_the_embedded_defaults() -> Non
                     "licences", "health"):
         assert getattr(shipped, section) == getattr(defaults, section), section
     assert "docs/" not in (ROOT / "config" / "gateway.toml").read_text(encoding="utf-8")
+    # Every setting is there to be read and edited, each section with all its keys.
+    written = tomllib.loads((ROOT / "config" / "gateway.toml").read_text(encoding="utf-8"))
+    for section, cls in config._SECTIONS.items():
+        keys = {f.name for f in dataclasses.fields(cls) if f.init}
+        assert keys <= set(written.get(section, {})), (section, keys - set(written.get(section, {})))
 
 
 @pytest.mark.skipif(DEFAULT_CONFIG.exists(), reason=f"{DEFAULT_CONFIG} exists on this machine")
