@@ -188,6 +188,31 @@ def test_the_lines_a_handover_or_a_change_used_are_not_left_in_the_message(gatew
         assert "Tout est arrêté." in part and "Criticité :" not in part and "Module :" not in part
 
 
+def test_a_handover_with_a_change_and_priority_does_all_three(gateway, relay, engine) -> None:
+    number = open_case(gateway, relay)
+    send(gateway.settings, mail(CLAIRE, f"[Dossier #{number}] [INTERLOCUTEUR {PAUL}] [CRITICITE 1] [PRIORITE]",
+                                "Paul prend la suite, c'est bloquant.\n"))
+    newest(relay, CLAIRE, "priorit")
+    told = newest(relay, PAUL, "Paul prend la suite")
+    assert "Interlocuteur" not in told.text()
+    case = case_of(engine, number)
+    assert (case["main_contact"], case["criticality"], case["priority"]) == (PAUL, 1, True)
+    assert [e["kind"] for e in case["events"]][1:] == [
+        "main_contact_change", "criticality_change", "priority", "customer_message"]
+
+
+def test_a_case_on_an_inactive_licence_is_not_handed_over(gateway, relay, engine) -> None:
+    number = open_case(gateway, relay)
+    with session_scope(engine) as session:
+        session.get(Case, number).licence.active = False
+    send(gateway.settings, mail(CLAIRE, f"[Dossier #{number}] [INTERLOCUTEUR {PAUL}]", "Une précision.\n"))
+    notice = newest(relay, CLAIRE, gateway.settings.sales_admin.phone)
+    assert gateway.settings.sales_admin.address in notice.text()
+    case = case_of(engine, number)
+    assert case["main_contact"] == CLAIRE and [e["kind"] for e in case["events"]] == ["opened"]
+    assert relay.to(PAUL) == []
+
+
 def test_an_agent_hands_a_case_over_with_proof_and_is_asked_to_confirm_without(gateway, relay, engine) -> None:
     settings = gateway.settings
     number = open_case(gateway, relay)
