@@ -293,7 +293,8 @@ def test_an_english_customer_raises_criticality_in_english(gateway, relay, engin
               "It is slow.\n", sender=OLIVER)
     send(gateway.settings, mail(OLIVER, "[Case #1] [SEVERITY critical]", "\n"))
     confirmed = newest(relay, OLIVER, "changed as you asked")
-    assert "Criticality : 4 – low → 1 – blocking" in confirmed.text()
+    assert "Severity    : 4 – low → 1 – blocking" in confirmed.text()  # the word of the [SEVERITY] tag
+    assert "riticality" not in confirmed.text() + confirmed.html()
     assert "4 – low → 1 – blocking" in confirmed.html() and "first-response delay" in confirmed.html()
     assert confirmed.subject == "[Case #1] Ledger slow"
     for part in (confirmed.text(), confirmed.html()):
