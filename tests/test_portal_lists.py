@@ -68,6 +68,8 @@ def test_licences_show_the_portal_grid_in_french(gateway, relay, loaded) -> None
     assert ADV not in active_row
     block = text[text.index("SN-1B22-0042"):]
     assert "INACTIVE" in block.split("\n\n")[0] and gateway.settings.sales_admin.phone in block
+    # Said once, under the licence it concerns, not repeated below the list.
+    assert text.count(gateway.settings.sales_admin.phone) == 1 and html.count(gateway.settings.sales_admin.phone) == 1
     assert "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE 3]" in text  # how to open a case on it
 
 
