@@ -117,7 +117,10 @@ def _sla(raw: Any, from_env: bool) -> dict[int, int]:
     if from_env and isinstance(raw, str):
         raw = dict(pair.partition("=")[::2] for pair in raw.split(",") if pair.strip())
     try:
-        hours = {int(k): int(v) for k, v in dict(raw).items()}
+        table = dict(raw)
+        if not from_env and not all(type(v) is int for v in table.values()):
+            raise ValueError("hours must be whole numbers")  # 1.5 would silently be 1, true 1
+        hours = {int(k): int(v) for k, v in table.items()}
     except (TypeError, ValueError) as exc:
         raise Invalid("not a table of hours", SLA_EXAMPLE) from exc
     if any(k not in (1, 2, 3, 4) or v <= 0 for k, v in hours.items()):
@@ -140,8 +143,15 @@ def _time_of_day(text: str) -> None:
 
 
 def _holidays(spec: str) -> None:
+    allowed = 'a country code of the holidays library with an optional subdivision, e.g. "FR" or "FR-57"'
     if not re.fullmatch(r"[A-Z]{2,3}(-[A-Z0-9]{1,6})?", spec):
-        raise Invalid("not a country code", 'a country code with an optional subdivision, e.g. "FR" or "FR-57"')
+        raise Invalid("not a country code", allowed)
+    import holidays  # here: only a configuration that names holidays pays for the import
+    country, _, subdivision = spec.partition("-")
+    try:
+        holidays.country_holidays(country, subdiv=subdivision or None)
+    except NotImplementedError as exc:
+        raise Invalid("no such country or subdivision", allowed) from exc
 
 
 def _address(text: str, optional: bool = False) -> None:

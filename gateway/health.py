@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,11 @@ def _queues(engine: Engine) -> dict[str, Any]:
         }
 
 
+class _Ipv6Server(ThreadingHTTPServer):
+    """For `[health] host = "::1"`: the standard server speaks IPv4 only."""
+    address_family = socket.AF_INET6
+
+
 class Endpoint:
     """The HTTP server in a thread of its own: `start()` binds (and raises when it cannot),
     `stop()` closes it."""
@@ -64,7 +70,7 @@ class Endpoint:
     def __init__(self, host: str, port: int, engine: Engine, parts: Parts, registry: CollectorRegistry) -> None:
         handler = type("Handler", (_Handler,), {"engine": engine, "parts": staticmethod(parts),
                                                 "registry": registry})
-        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server = (_Ipv6Server if ":" in host else ThreadingHTTPServer)((host, port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
 

@@ -2,10 +2,12 @@
 before anything runs, and no command falls back on defaults the operator never chose."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -55,6 +57,9 @@ def test_the_default_templates_are_the_package_s_own() -> None:
     ('[imap]\nfolders = "INBOX"\n', '[imap] folders = "INBOX": not a list of strings'),
     ('[sla]\nfirst_response_hours = { 7 = 2 }\n', '[sla] first_response_hours = {"7": 2}: criticality or hours'),
     ('[sla]\npriority_first_response_hours = 0\n', '[sla] priority_first_response_hours = 0: must be above zero'),
+    ('[sla]\nfirst_response_hours = { 1 = 1.5 }\n', '[sla] first_response_hours = {"1": 1.5}: not a table of hours'),
+    ('[jobs]\nholidays = "ZZ"\n', '[jobs] holidays = "ZZ": no such country or subdivision'),
+    ('[jobs]\nholidays = "FR-99"\n', '[jobs] holidays = "FR-99": no such country or subdivision'),
     ('[jobs]\nadv_digest_at = "8h"\n', '[jobs] adv_digest_at = "8h": not a time of day; allowed: a time of day such as "08:00"'),
     ('[health]\nhost = "0.0.0.0"\n', '[health] host = "0.0.0.0": not a loopback address'),
     ('[database]\nurl = "mysql://x"\n', '[database] url = "mysql://x": not a database URL'),
@@ -82,6 +87,19 @@ def test_the_environment_is_checked_too(tmp_path: Path, monkeypatch: pytest.Monk
     assert (loaded.outbound.transport, loaded.smtp.enabled) == ("smtp", False)
 
 
+def test_what_the_readme_and_the_shipped_file_document_is_accepted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "gateway.toml"
+    file.write_text('[jobs]\nholidays = "FR-57"\n[licences]\nexpiry_notice_days = 0\n[health]\nhost = "::1"\n'
+                    '[contacts]\nregistration_code_hours = 48\ncheck_deliverability = true\n'
+                    '[sla]\nfirst_response_hours = { 1 = 1, 2 = 4, 3 = 24, 4 = 72 }\n', encoding="utf-8")
+    monkeypatch.setenv("GATEWAY_IMAP_FOLDERS", "INBOX,Support")
+    monkeypatch.setenv("GATEWAY_SLA_FIRST_RESPONSE_HOURS", "1=2,2=8")
+    loaded = config.load(file)
+    assert (loaded.jobs.holidays, loaded.licences.expiry_notice_days, loaded.health.host) == ("FR-57", 0, "::1")
+    assert loaded.imap.folders == ("INBOX", "Support") and loaded.sla.first_response_hours == {1: 2, 2: 8}
+
+
 def test_the_shipped_example_is_valid_and_matches_the_embedded_defaults() -> None:
     shipped = config.load(ROOT / "config" / "gateway.toml")
     defaults = Settings()
@@ -89,6 +107,11 @@ def test_the_shipped_example_is_valid_and_matches_the_embedded_defaults() -> Non
                     "licences", "health"):
         assert getattr(shipped, section) == getattr(defaults, section), section
     assert "docs/" not in (ROOT / "config" / "gateway.toml").read_text(encoding="utf-8")
+    # Every setting is there to be read and edited, each section with all its keys.
+    written = tomllib.loads((ROOT / "config" / "gateway.toml").read_text(encoding="utf-8"))
+    for section, cls in config._SECTIONS.items():
+        keys = {f.name for f in dataclasses.fields(cls) if f.init}
+        assert keys <= set(written.get(section, {})), (section, keys - set(written.get(section, {})))
 
 
 @pytest.mark.skipif(DEFAULT_CONFIG.exists(), reason=f"{DEFAULT_CONFIG} exists on this machine")

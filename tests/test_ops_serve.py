@@ -143,3 +143,16 @@ def test_healthz_says_503_and_why_when_a_door_is_down(settings, loaded, free_por
     finally:
         gateway.door = None
         gateway.stop()
+
+
+def test_healthz_answers_on_the_ipv6_loopback_the_configuration_allows(settings, loaded, free_port) -> None:
+    settings = dataclasses.replace(settings, smtp=dataclasses.replace(settings.smtp, port=free_port()),
+                                   health=HealthSettings(enabled=True, host="::1", port=free_port()),
+                                   jobs=dataclasses.replace(settings.jobs, enabled=False))
+    gateway = Gateway(settings, loaded)
+    gateway.start()
+    try:
+        code, body = get(f"http://[::1]:{settings.health.port}/healthz")
+        assert code == 200 and json.loads(body)["status"] == "ok"
+    finally:
+        gateway.stop()

@@ -111,6 +111,9 @@ def test_claire_opens_a_case_for_paul_who_becomes_its_main_contact(gateway, rela
     assert [a.addr_spec for a in ack.message["Cc"].addresses] == [CLAIRE]
     assert f"{CLAIRE}> a ouvert le dossier n° 1 pour Paul Girard" in flat(ack.text())
     assert "a ouvert ce dossier pour" in ack.html() and "contact principal" in ack.html()
+    # Claire is in copy because she opened it: nobody "added" her, and the text is hers, not Paul's.
+    for part in (ack.text(), ack.html()):
+        assert "les a ajoutées" not in part and "Votre description" not in part and "Description" in part
     assert newest(relay, CLAIRE, "Lettrage").text() == ack.text()
     notice = newest(relay, MATHILDE, "Nouveau dossier")
     assert "Contact principal : Paul Girard" in notice.text() and "Claire Martin" in notice.text()
@@ -133,6 +136,9 @@ def test_a_colleague_of_another_company_or_a_pending_one_is_refused_with_the_lis
         send(gateway.settings, mail(CLAIRE, OPEN, f"Interlocuteur : {named}\n\nLe lettrage ne se fait plus.\n"))
         refusal = newest(relay, CLAIRE, words)
         assert refusal.subject.startswith("Votre demande n'a pas pu être traitée")
+        # One thing said per sentence: who cannot be named, then why nothing was opened.
+        assert ("Seul un interlocuteur actif" in flat(refusal.text())
+                and "d'un dossier ; le dossier n'a donc pas été ouvert." in flat(refusal.text()))
         for part in (refusal.text(), refusal.html()):
             assert CLAIRE in part and PAUL in part and "C10042" in part
             assert "helene.dupre" not in part.replace(named, "") and OLIVER not in part
@@ -167,6 +173,46 @@ def test_the_main_contact_hands_the_case_over_and_both_are_told(gateway, relay, 
     assert f"{CLAIRE} → {PAUL}" in follow.text()
 
 
+def test_the_lines_a_handover_or_a_change_used_are_not_left_in_the_message(gateway, relay, engine) -> None:
+    number = open_case(gateway, relay)
+    send(gateway.settings, mail(CLAIRE, f"[Dossier #{number}]", f"Interlocuteur : {PAUL}\n\nJe pars en congés.\n"))
+    told = newest(relay, MATHILDE, "Je pars en congés.")
+    assert case_of(engine, number)["main_contact"] == PAUL
+    for part in (told.text(), told.html(), case_of(engine, number)["events"][-1]["text"]):
+        assert "Je pars en congés." in part and "Interlocuteur" not in part
+    relay.clear()
+    send(gateway.settings, mail(PAUL, f"[Dossier #{number}]", "Criticité : bloquante\nModule : Ventes\n\nTout est arrêté.\n"))
+    told = newest(relay, CLAIRE, "Tout est arrêté.")
+    assert case_of(engine, number)["criticality"] == 1
+    for part in (told.text(), told.html(), case_of(engine, number)["events"][-1]["text"]):
+        assert "Tout est arrêté." in part and "Criticité :" not in part and "Module :" not in part
+
+
+def test_a_handover_with_a_change_and_priority_does_all_three(gateway, relay, engine) -> None:
+    number = open_case(gateway, relay)
+    send(gateway.settings, mail(CLAIRE, f"[Dossier #{number}] [INTERLOCUTEUR {PAUL}] [CRITICITE 1] [PRIORITE]",
+                                "Paul prend la suite, c'est bloquant.\n"))
+    newest(relay, CLAIRE, "priorit")
+    told = newest(relay, PAUL, "Paul prend la suite")
+    assert "Interlocuteur" not in told.text()
+    case = case_of(engine, number)
+    assert (case["main_contact"], case["criticality"], case["priority"]) == (PAUL, 1, True)
+    assert [e["kind"] for e in case["events"]][1:] == [
+        "main_contact_change", "criticality_change", "priority", "customer_message"]
+
+
+def test_a_case_on_an_inactive_licence_is_not_handed_over(gateway, relay, engine) -> None:
+    number = open_case(gateway, relay)
+    with session_scope(engine) as session:
+        session.get(Case, number).licence.active = False
+    send(gateway.settings, mail(CLAIRE, f"[Dossier #{number}] [INTERLOCUTEUR {PAUL}]", "Une précision.\n"))
+    notice = newest(relay, CLAIRE, gateway.settings.sales_admin.phone)
+    assert gateway.settings.sales_admin.address in notice.text()
+    case = case_of(engine, number)
+    assert case["main_contact"] == CLAIRE and [e["kind"] for e in case["events"]] == ["opened"]
+    assert relay.to(PAUL) == []
+
+
 def test_an_agent_hands_a_case_over_with_proof_and_is_asked_to_confirm_without(gateway, relay, engine) -> None:
     settings = gateway.settings
     number = open_case(gateway, relay)
@@ -199,6 +245,8 @@ def test_english_customers_name_a_main_contact_in_english(gateway, relay, engine
     for part in (refusal.text(), refusal.html()):
         assert "Active contacts of customer C30105" in part and OLIVER in part and EMMA in part
         assert "clinique" not in part.replace(HELENE, "") and CLAIRE not in part
+        # English tags in an English mail: the case is [Case #1], never the French word.
+        assert "[Case #1]" in part and "Dossier" not in part
     send(gateway.settings, mail(EMMA, f"[Case #1] [CONTACT {OLIVER}]", "\n"))
     told = newest(relay, OLIVER, "has a new main contact")
     assert "Previously        : Emma Stone" in told.text() and "new main contact" in told.html()
@@ -219,6 +267,10 @@ def test_criticality_and_module_change_is_confirmed_announced_and_escalated_from
     announced = newest(relay, GREGOIRE, "modifié")
     assert f"Modification demandée par Claire Martin <{CLAIRE}>" in flat(announced.text())
     assert "délai de première réponse compté depuis ce changement" in flat(announced.text())
+    # Each change on its own line, under the sentence that says who asked.
+    lines = announced.text().splitlines()
+    assert "  Criticité : 4 – basse → 1 – bloquante (délai de première réponse compté depuis ce changement)" in lines
+    assert "  Module    : non précisé → Achats" in lines
     assert "Le lettrage ne se fait plus." in announced.text() and "bloquante" in announced.html()
     case = case_of(engine, number)
     assert (case["criticality"], case["module"]) == (1, "Achats")
@@ -241,9 +293,12 @@ def test_an_english_customer_raises_criticality_in_english(gateway, relay, engin
               "It is slow.\n", sender=OLIVER)
     send(gateway.settings, mail(OLIVER, "[Case #1] [SEVERITY critical]", "\n"))
     confirmed = newest(relay, OLIVER, "changed as you asked")
-    assert "Criticality : 4 – low → 1 – blocking" in confirmed.text()
+    assert "Severity    : 4 – low → 1 – blocking" in confirmed.text()  # the word of the [SEVERITY] tag
+    assert "riticality" not in confirmed.text() + confirmed.html()
     assert "4 – low → 1 – blocking" in confirmed.html() and "first-response delay" in confirmed.html()
-    assert confirmed.subject.endswith("#1] Ledger slow")
+    assert confirmed.subject == "[Case #1] Ledger slow"
+    for part in (confirmed.text(), confirmed.html()):
+        assert "[Case #1]" in part and "Dossier" not in part
     send(gateway.settings, mail(OLIVER, "[Case #1] [MODULE Banking]", "\n"))
     refused = newest(relay, OLIVER, "has no modules")
     assert "Banking" in refused.text() and "Banking" in refused.html()
@@ -312,6 +367,23 @@ def test_a_repeated_value_is_a_message_and_an_agent_changes_a_case_too(gateway, 
     assert "Criticité : 4 – basse → 2 – haute" in announced.text() and "Mathilde Roche" in announced.html()
     assert newest(relay, MATHILDE, "modifié")  # the agent's own copy
     assert case_of(engine, number)["criticality"] == 2 and relay.to(CLAIRE) == []
+
+
+def test_a_reply_to_the_opening_mail_that_named_the_main_contact_is_just_a_message(gateway, relay, engine) -> None:
+    opening = mail(CLAIRE, f"[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE basse] [INTERLOCUTEUR {PAUL}] Lettrage",
+                   "Le lettrage ne se fait plus.\n")
+    send(gateway.settings, opening)
+    newest(relay, MATHILDE, "Nouveau dossier")
+    relay.clear()
+    # Claire answers her own first mail (her client keeps its subject and threads it).
+    again = mail(CLAIRE, f"RE: {opening['Subject']}", "Autre précision : cela arrive sur le poste 3.\n")
+    again["In-Reply-To"] = again["References"] = opening["Message-ID"]
+    send(gateway.settings, again)
+    told = newest(relay, PAUL, "Autre précision")
+    assert "poste 3" in told.text() and "poste 3" in told.html()
+    case = case_of(engine, 1)
+    assert case["main_contact"] == PAUL and [e["kind"] for e in case["events"]] == ["opened", "customer_message"]
+    assert all("ne peut" not in r.text() and "Seul le contact principal" not in r.text() for r in relay.to(CLAIRE))
 
 
 def test_which_lines_and_tags_name_a_main_contact() -> None:

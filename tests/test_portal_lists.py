@@ -68,6 +68,8 @@ def test_licences_show_the_portal_grid_in_french(gateway, relay, loaded) -> None
     assert ADV not in active_row
     block = text[text.index("SN-1B22-0042"):]
     assert "INACTIVE" in block.split("\n\n")[0] and gateway.settings.sales_admin.phone in block
+    # Said once, under the licence it concerns, not repeated below the list.
+    assert text.count(gateway.settings.sales_admin.phone) == 1 and html.count(gateway.settings.sales_admin.phone) == 1
     assert "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE 3]" in text  # how to open a case on it
 
 
@@ -252,6 +254,15 @@ def test_registration_takes_the_name_line_and_welcomes_with_the_licences(gateway
     assert "Julie Noël" in joined.text() and "Julie Noël" in joined.html()
 
 
+def test_registration_without_a_name_reads_well_in_french(gateway, relay, loaded) -> None:
+    answer = ask(gateway, relay, NEWCOMER, "[INSCRIPTION] [CLIENT C10042] [SERIE SN-7F3A-2291]", "Bonjour.\n")
+    for part in (answer.text(), answer.html()):
+        assert "sans indiquer de nom" in part and "(non indiqué)" not in part
+    # The line to add is shown whole, never cut between its name and its closing quote.
+    assert "une ligne « Nom : » suivie" in " ".join(answer.text().replace("\u00a0", " ").split())
+    assert any("« Nom : »" in line.replace("\u00a0", " ") for line in answer.text().splitlines())
+
+
 def test_registration_without_a_name_asks_for_it_in_english(gateway, relay, loaded) -> None:
     stranger = "jane.doe@northwind.example"
     english = {"Accept-Language": "en"}  # (set_content drops Content-* headers)
@@ -260,6 +271,7 @@ def test_registration_without_a_name_asks_for_it_in_english(gateway, relay, load
     assert answer.subject.startswith("Your registration request")
     for part in (answer.text(), answer.html()):
         assert "Your name was not given" in part and "maintenance invoice" in part
+        assert "without a name" in part and "(not given)" not in part
     # No code without a name; with a "Name:" line, the code follows the same neutral answer.
     send(gateway.settings, mail(CLAIRE, "[SUIVI]"))
     received(relay, CLAIRE)

@@ -172,3 +172,11 @@ def test_an_english_customer_sees_english_tags_and_their_replies_find_the_case(g
     assert listing.subject == "Your open cases"
     for part in (words(listing.text()), words(listing.html())):
         assert "[Case #1]" in part and "Accounting 100" in part and "main contact: Oliver Bennett" in part
+
+
+def test_an_english_customer_who_mistypes_the_code_is_shown_the_english_tag(gateway, relay, engine) -> None:
+    send(gateway.settings, mail(OLIVER, "[CUSTOMER C30150] [SERIAL SN-42EE-9001] [SEVERITY high] Ledger export fails",
+                                "Hi,\n\nThe export stops.\n"))
+    refusal = newest(relay, OLIVER)
+    for part in (words(refusal.text()), words(html.unescape(refusal.html()))):
+        assert "[CUSTOMER C30105]" in part and "[CLIENT " not in part

@@ -44,7 +44,8 @@ def wanted(work: Work) -> bool:
                 or (module and _fold(module) != _fold(case.module or "")))
 
 
-def apply(work: Work) -> Outcome:
+def apply(work: Work, used: tuple[str, ...] = USED) -> Outcome:
+    """`used`: the fields whose lines are taken out of the text that follows the change."""
     case = work.case
     assert case is not None
     fields = work.request.fields
@@ -71,7 +72,7 @@ def apply(work: Work) -> Outcome:
     case.updated_at = work.now
     _announce(work, changes)
     reasons = tuple(f"{c.field}: {c.before} -> {c.after}" for c in changes)
-    more = _then(work)
+    more = _then(work, used)
     return Outcome(more.outcome if more else Disposition.APPENDED, reasons + (more.reasons if more else ()), case.id)
 
 
@@ -86,12 +87,12 @@ def _announce(work: Work, changes: list[Changed]) -> None:
                      include_author=work.sender.agent is not None)
 
 
-def _then(work: Work) -> Outcome | None:
+def _then(work: Work, used: tuple[str, ...]) -> Outcome | None:
     """What else the message asks, once the case is changed: priority, an answer, a message."""
     if work.sender.agent is None and "priority" in work.request.flags:
-        return priority.apply(work)
-    if not (work.request.body(USED) or work.parsed.attachments):
+        return priority.apply(work, used=used)
+    if not (work.request.body(used) or work.parsed.attachments):
         return None
     if work.sender.agent is not None:
         return answer.apply(work)
-    return (info.apply if "info" in work.request.flags else message.apply)(work)
+    return (info.apply if "info" in work.request.flags else message.apply)(work, used=used)

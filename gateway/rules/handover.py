@@ -20,14 +20,21 @@ from sqlalchemy import select
 from gateway import timeline
 from gateway.models import CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry, Status
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
-from gateway.rules import answer, message
+from gateway.rules import answer, change, message, priority
 
 USED = ("main_contact", "priority")
 _ADDRESS = re.compile(r"[^\s<>,;\[\]]+@[^\s<>,;\[\]]+")
 
 
 def wanted(work: Work) -> bool:
-    return bool(work.request.fields.get("main_contact", "").strip())
+    """The message names a main contact; on a case, one other than the case's (a reply to
+    the opening mail still carries its [INTERLOCUTEUR …] tag: that is just a message)."""
+    if not work.request.fields.get("main_contact", "").strip():
+        return False
+    if work.case is None:
+        return True
+    named, _ = _named(work, work.case.client)
+    return named is None or named.id != work.case.main_contact_id
 
 
 def _fold(text: str) -> str:
@@ -93,10 +100,20 @@ def apply(work: Work) -> Outcome:
     work.outbox.post("main_contact_changed", [contact_recipient(named)], cc, case=case, include_author=True,
                      context={"former": former, "author": work.sender})
     reasons = (f"main contact: {former.email} -> {named.email}",)
-    if work.request.body(USED) or work.parsed.attachments:
-        more = (answer.apply if work.sender.agent is not None else message.apply)(work)
-        return Outcome(more.outcome, reasons + more.reasons, case.id)
-    return Outcome(Disposition.APPENDED, reasons, case.id)
+    more = _then(work)
+    return Outcome(more.outcome if more else Disposition.APPENDED, reasons + (more.reasons if more else ()), case.id)
+
+
+def _then(work: Work) -> Outcome | None:
+    """What else the message asks, once the case is handed over: a change of criticality or
+    module, priority, an answer or a message (without the lines the handover used)."""
+    if change.wanted(work):
+        return change.apply(work, used=USED + change.USED)
+    if work.sender.agent is None and "priority" in work.request.flags:
+        return priority.apply(work, used=USED)
+    if not (work.request.body(USED) or work.parsed.attachments):
+        return None
+    return answer.apply(work) if work.sender.agent is not None else message.apply(work, used=USED)
 
 
 def _swap(work: Work, case: Case, former: Contact, named: Contact) -> None:

@@ -9,11 +9,11 @@ from gateway.pipeline.work import Outcome, Work
 from gateway.rules.message import resume
 
 
-def apply(work: Work) -> Outcome:
+def apply(work: Work, used: tuple[str, ...] = ("priority",)) -> Outcome:
     case = work.case
     assert case is not None
     resume(work, case)
-    text = work.request.body(("priority",))
+    text = work.request.body(used)
     files = work.files(case, work.event(case, "info_request", text))
     me = work.sender_recipient()
     assert me is not None

@@ -22,11 +22,13 @@ def resume(work: Work, case: Case) -> bool:
     return reopened
 
 
-def apply(work: Work) -> Outcome:
+def apply(work: Work, used: tuple[str, ...] = ("priority",)) -> Outcome:
+    """`used`: the fields whose lines the message acted on (a handover's, a change's), taken
+    out of the text; every other line stays as written."""
     case = work.case
     assert case is not None
     reopened = resume(work, case)
-    text = work.request.body(("priority",))
+    text = work.request.body(used)
     files = work.files(case, work.event(case, "customer_message", text))
     context = {"author": work.sender, "text": text, "reopened": reopened}
     to, cc = case_recipients(case)

@@ -27,7 +27,7 @@ class PriorityResult:
     points_left: int
 
 
-def apply(work: Work) -> Outcome:
+def apply(work: Work, used: tuple[str, ...] = ("priority",)) -> Outcome:
     """Priority on an open case, confirmed to the sender; what else the message says (text,
     files, [INFO]) is then added as any message is."""
     case = work.case
@@ -41,8 +41,8 @@ def apply(work: Work) -> Outcome:
         work.outbox.post("agent_case_changed", work.agents(), case=case, audience=NOTICE, context={
             "changes": [{"field": "priority", "before": False, "after": True}], "author": work.sender,
             "details": opening_text(work), "priority": result})
-    if work.has_content:
-        return (info.apply if "info" in work.request.flags else message.apply)(work)
+    if work.request.body(used) or work.parsed.attachments:
+        return (info.apply if "info" in work.request.flags else message.apply)(work, used=used)
     return Outcome(Disposition.APPENDED, (f"priority: {result.status}",), case.id)
 
 
