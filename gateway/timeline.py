@@ -198,6 +198,21 @@ def person_text(kind: str, text: str) -> str:
     return text if describe(_Event(kind, text)).code == "text" else ""
 
 
+def plain(kind: str, text: str, author: str = "") -> str:
+    """An event as the operator reads it (`gateway cases show`): a person's text as written,
+    the gateway's own as `name: value` words, e.g. "from: 3, to: 1", never its stored JSON."""
+    found = describe(_Event(kind, text, author))
+    if found.code == "text":
+        return str(found.params["text"])
+    return ", ".join(f"{key}: {_word(value)}" for key, value in found.params.items())
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value) or "-"
+    return "-" if value in (None, "") else str(value)
+
+
 @dataclass(frozen=True)
 class _Event:
     kind: str

@@ -55,6 +55,13 @@ def test_lists_have_a_header_and_no_python_values(cli, loaded) -> None:
     assert cli.ok("inbound", "list").stdout.split()[:4] == ["ID", "RECEIVED", "AT", "OUTCOME"]
 
 
+def test_cases_show_puts_the_gateway_s_own_events_in_words(cli, loaded) -> None:
+    ingest(cli, mail(CLAIRE, OPEN), mail(CLAIRE, "[Dossier #1] [CRITICITE 1] bloquant maintenant"))
+    shown = cli.ok("cases", "show", "1").stdout
+    assert '{"' not in shown and "criticality_change" in shown
+    assert "from: 2, to: 1" in shown.splitlines()
+
+
 def _run(config: Path, *args: str, stdin: Any = subprocess.PIPE, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("GATEWAY_CONFIG", None)

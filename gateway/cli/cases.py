@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from gateway import views
+from gateway import timeline, views
 from gateway.cli import table
 from gateway.cli.app import App, pass_app, print_rows
 from gateway.db import session_scope
@@ -55,7 +55,8 @@ def _echo_detail(detail: dict[str, Any]) -> None:
     for e in detail["events"]:
         click.echo(f"\n--- {table.text(e['at'])}  {e['kind']}{' (internal)' if e['internal'] else ''}"
                    f"  by {table.text(e['author'])}")
-        if e["text"]:
-            click.echo(e["text"])
+        text = timeline.plain(e["kind"], e["text"] or "", e["author"] or "")
+        if text:
+            click.echo(text)
     click.echo("\nfiles")
     table.echo(table.table(detail["attachments"], ["filename", "size"], indent="  "))
