@@ -5,7 +5,9 @@ process for the pipeline and the scheduled jobs, one for the outbox sender.
 The serving process starts them (spawned: fresh interpreters, which open their own
 database connections), wakes the pipeline by writing a byte to its pipe after each
 message a door stored (the pipeline wakes the sender the same way after each commit), and
-starts either again, a second later, should it die. They die with the serving process:
+starts either again, a second later, should it die. The doors open once both workers are
+ready (their modules imported, the pipeline's templates compiled: `READY_SECONDS` at
+most), so that the first messages are not answered seconds late. They die with the serving process:
 when the pipe's writing end closes (the serving process is gone, however it ended), a
 worker exits at once, as if killed with it; whatever it was writing is rolled back and
 done again by the next one. `stop()` asks them to finish what they are doing and leave
@@ -19,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from types import FrameType
@@ -30,6 +33,8 @@ from gateway.worker import Report, Storing
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
+READY_SECONDS = 30.0    # the serving process waits at most this for its workers to be ready
+WARM_KINDS = ("case_opened", "case_message", "agent_new_case", "agent_message")  # compiled ahead
 CONTEXT = multiprocessing.get_context("spawn")
 
 
@@ -39,6 +44,7 @@ class Child:
     def __init__(self, name: str, parts: tuple[str, ...]) -> None:
         self.name, self.parts = name, parts
         self.reading, self.writing = CONTEXT.Pipe(duplex=False)
+        self.ready = threading.Event()  # it reported ("ready", parts)
         os.set_blocking(self.writing.fileno(), False)  # a door never waits for a worker
         self.process: Any = None
 
@@ -49,6 +55,7 @@ class Child:
 
     def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection) -> None:
         log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
+        self.ready.clear()
         self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
             settings, self.parts, self.reading, wakes, reports, storing.counter, log_form))
         self.process.start()
@@ -92,6 +99,16 @@ class WorkerProcess:
             self._start(child)
         self.watcher.start()
         threading.Thread(target=self._collect, name="worker-reports", daemon=True).start()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Until both workers are ready, one of them died, or `READY_SECONDS` passed."""
+        deadline = time.monotonic() + READY_SECONDS
+        for child in (self.pipeline, self.sender):
+            while not child.ready.wait(0.05):
+                if not child.up() or time.monotonic() > deadline:
+                    log.warning("the %s process is not ready; the doors open all the same", child.name)
+                    return
 
     def up(self) -> dict[str, bool]:
         """Whether the worker processes run (the scheduler runs in the pipeline's)."""
@@ -116,6 +133,11 @@ class WorkerProcess:
                 event = self.reports.recv()
             except (EOFError, OSError):
                 return
+            if event[0] == "ready":
+                for child in (self.pipeline, self.sender):
+                    if child.parts == event[1]:
+                        child.ready.set()
+                continue
             try:
                 self.report(event)
             except Exception:
@@ -158,12 +180,31 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
     engine = make_engine(settings)
     wake_sender = None if wakes is None else _waker(wakes)
-    worker = Worker(settings, engine, Storing(counter), parts, wake_sender, _reporter(reports))
+    report = _reporter(reports)
+    worker = Worker(settings, engine, Storing(counter), parts, wake_sender, report)
+    _warm_up(settings, parts)
     worker.start()
     threading.Thread(target=_listen, args=(reading, worker.wake), name="wake", daemon=True).start()
+    report(("ready", parts))
     stop.wait()
     worker.stop()
     engine.dispose()
+
+
+def _warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
+    """What the first messages would otherwise pay for: the pipeline's modules and the
+    templates of everyday answers (a few hundred milliseconds, seconds on a busy machine)."""
+    if "pipeline" not in parts:
+        return
+    from gateway.outbound import compose
+    from gateway.pipeline import reading, run  # noqa: F401 - imported for their import's cost
+    for lang in compose.LANGUAGES:
+        for kind in WARM_KINDS:
+            for suffix, autoescape in ((".txt", False), (".html", True)):
+                try:
+                    compose.environment(settings.templates_dir, autoescape).get_template(f"{lang}/{kind}{suffix}")
+                except Exception:  # a template that fails fails on its message, as before
+                    log.debug("template %s/%s%s not compiled ahead", lang, kind, suffix, exc_info=True)
 
 
 def _reporter(reports: Connection) -> Report:
