@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from gateway.config import Settings
 from gateway.outbound import send
+from gateway.outbound.relay import Transport
 
 if TYPE_CHECKING:  # the scheduler is imported when enabled, not before
     from gateway.scheduler import Scheduler
@@ -136,6 +137,26 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
     return done
 
 
+class Sending:
+    """The sender's step: drain the outbox through a relay connection kept from one drain to
+    the next while each finds something to send (a steady flow of answers pays for one
+    connection, not one per pipeline commit), closed after a drain that found nothing."""
+
+    def __init__(self, engine: Engine, settings: Settings, turn: send.Turn, report: Report) -> None:
+        self.engine, self.settings, self.turn, self.report = engine, settings, turn, report
+        self.transport = Transport(settings)
+
+    def __call__(self) -> None:
+        try:
+            counts = send.drain(self.engine, self.settings, turn=self.turn, transport=self.transport)
+        except BaseException:
+            self.transport.close()
+            raise
+        if not counts:
+            self.transport.close()
+        self.report(("drained", counts))
+
+
 PARTS = ("pipeline", "outbox", "jobs")
 
 
@@ -149,8 +170,8 @@ class Worker:
         self.settings, self.engine, self.parts, self.report = settings, engine, parts, report
         sqlite = engine.dialect.name == "sqlite"
         turn = storing.one if sqlite else contextlib.nullcontext
-        self.sender = Loop("outbox", lambda: report(("drained", send.drain(engine, settings, turn=turn))),
-                           settings.outbound.poll_seconds)
+        self.sending = Sending(engine, settings, turn, report)
+        self.sender = Loop("outbox", self.sending, settings.outbound.poll_seconds)
         on_commit = wake_sender or self.sender.wake.set
         self.pipeline = Loop("pipeline", lambda: process_pending(
             engine, settings, on_commit, storing if sqlite else None, report), 5.0)
@@ -182,3 +203,4 @@ class Worker:
             self.scheduler.stop()
         for loop in self._loops():
             loop.stop()
+        self.sending.transport.close()

@@ -183,19 +183,20 @@ def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now
     it; returns its new status, or None (and changes nothing) when another sender does. A
     recipient the relay refused for good at RCPT marks the contact failing, as a delivery
     report does."""
+    done: dict[str, object] = {"attempts": Delivery.attempts + 1, "locked_until": None, "claim": None}
+    if failure is None:  # the usual case: one statement
+        done.update(status=DELIVERY_SENT, sent_at=now, last_error=None)
     with session_scope(engine) as session:
         # A write first, for the same reason as in `claim`; it releases the lock.
         held = session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.claim == owner)
-                               .values(attempts=Delivery.attempts + 1, locked_until=None, claim=None)
-                               .execution_options(synchronize_session=False))
+                               .values(done).execution_options(synchronize_session=False))
         if held.rowcount != 1:  # type: ignore[attr-defined]
             log.warning("delivery %s was claimed by another sender meanwhile: its result is theirs", delivery_id)
             return None
+        if failure is None:
+            return DELIVERY_SENT
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        if failure is None:
-            delivery.status, delivery.sent_at, delivery.last_error = DELIVERY_SENT, now, None
-            return delivery.status
         delivery.last_error = failure.error[:2000]
         give_up = delivery.created_at + dt.timedelta(hours=settings.outbound.give_up_after_hours)
         delay = dt.timedelta(minutes=RETRY_MINUTES[min(delivery.attempts, len(RETRY_MINUTES)) - 1])
@@ -210,31 +211,33 @@ def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now
 
 
 def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = None,
-          turn: Turn = contextlib.nullcontext) -> dict[str, int]:
+          turn: Turn = contextlib.nullcontext, transport: Transport | None = None) -> dict[str, int]:
     """Send every due delivery once, through one relay connection; returns how many ended in
     each status (`skipped`: another sender held it). `now` is a fixed time or a clock to
     read (default: the real time), read at each claim and each delivery. Held-back notices
-    whose window ended are first merged into their digests (digest.py)."""
+    whose window ended are first merged into their digests (digest.py). `transport`: a
+    connection the caller keeps from one drain to the next (by default one for this drain)."""
     clock = _clock(now)
     counts: Counter[str] = Counter()
     if not due(engine, clock()):
         return {}
-    with turn():
-        digest.flush(engine, settings, clock())
-    with Transport(settings) as transport:
+    if due(engine, clock(), (models.DELIVERY_HELD_BACK,)):  # a write only when there is one
+        with turn():
+            digest.flush(engine, settings, clock())
+    with contextlib.nullcontext(transport) if transport is not None else Transport(settings) as out:
         while (batch := claim(engine, clock(), lock(settings), turn=turn)).ids:
             for delivery_id in batch.ids:
-                done = send_one(engine, settings, transport, batch.owner, delivery_id, clock, turn)
+                done = send_one(engine, settings, out, batch.owner, delivery_id, clock, turn)
                 counts[done or "skipped"] += 1
     return dict(counts)
 
 
-def due(engine: Engine, now: dt.datetime) -> bool:
+def due(engine: Engine, now: dt.datetime,
+        statuses: tuple[str, ...] = (DELIVERY_PENDING, models.DELIVERY_HELD_BACK)) -> bool:
     """Whether anything is due, read without a write lock (an idle sender never blocks a door)."""
     with read_scope(engine) as session:
         return session.scalar(select(Delivery.id).where(
-            Delivery.status.in_((DELIVERY_PENDING, models.DELIVERY_HELD_BACK)), Delivery.next_attempt_at <= now)
-            .limit(1)) is not None
+            Delivery.status.in_(statuses), Delivery.next_attempt_at <= now).limit(1)) is not None
 
 
 def lock(settings: Settings) -> dt.timedelta:
