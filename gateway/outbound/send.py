@@ -1,11 +1,13 @@
 """Drain the outbox: build each delivery's MIME message and hand it to the relay or maildir.
 
 Deliveries are claimed in batches, in one short transaction each: locked for
-`outbound.claim_seconds` under the claim's random owner id. Just before one is sent, the claim on it is checked and
-renewed: a delivery whose lock expired while the batch was slow, and that another sender
-(a second `gateway serve`, `gateway outbox send`) claimed meanwhile, is skipped. It is sent
-outside any transaction, through one relay connection for the whole drain (relay.py), then
-marked sent, retried later with a growing delay, or set aside as failed after
+`outbound.claim_seconds` under the claim's random owner id. Just before one is sent, the
+claim on it is checked and renewed (but for a batch's first, claimed a moment before): a
+delivery whose lock expired while the batch was slow, and that another sender (a second
+`gateway serve`, `gateway outbox send`) claimed meanwhile, is skipped. It is built holding
+no write lock and sent outside any transaction, through one
+relay connection for the whole drain (relay.py; `serve` keeps it from one drain to the
+next), then marked sent, retried later with a growing delay, or set aside as failed after
 `outbound.give_up_after_hours` (or at once on a permanent 5xx refusal), and only while the
 claim still holds it: a stale sender's late update changes nothing. Delivery is at least
 once: a crash between sending and marking sends that delivery again once its lock expires.
@@ -138,12 +140,16 @@ def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime, lock:
 
 
 def send_one(engine: Engine, settings: Settings, transport: Transport, owner: str, delivery_id: int,
-             clock: Clock, turn: Turn = contextlib.nullcontext) -> str | None:
+             clock: Clock, turn: Turn = contextlib.nullcontext, renew: bool = True) -> str | None:
     """Send one delivery of the claim `owner` and record the result; returns the new status,
-    or None when another sender holds it now (then nothing is sent, or nothing recorded)."""
-    with turn(), session_scope(engine) as session:
-        if not hold(session, delivery_id, owner, clock(), lock(settings)):
-            return None
+    or None when another sender holds it now (then nothing is sent, or nothing recorded).
+    `renew=False` right after the claim (no other sender can hold it yet): the message is
+    then built and sent with no write before it."""
+    if renew:
+        with turn(), session_scope(engine) as session:
+            if not hold(session, delivery_id, owner, clock(), lock(settings)):
+                return None
+    with read_scope(engine) as session:  # built holding no write lock
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
         recipient = delivery.recipient
@@ -226,8 +232,9 @@ def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = 
             digest.flush(engine, settings, clock())
     with contextlib.nullcontext(transport) if transport is not None else Transport(settings) as out:
         while (batch := claim(engine, clock(), lock(settings), turn=turn)).ids:
-            for delivery_id in batch.ids:
-                done = send_one(engine, settings, out, batch.owner, delivery_id, clock, turn)
+            for index, delivery_id in enumerate(batch.ids):
+                # The first was claimed a moment ago: the claim is its renewal.
+                done = send_one(engine, settings, out, batch.owner, delivery_id, clock, turn, renew=index > 0)
                 counts[done or "skipped"] += 1
     return dict(counts)
 
