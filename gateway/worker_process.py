@@ -5,17 +5,17 @@ process for the pipeline and the scheduled jobs, one for the outbox sender.
 The serving process starts them (spawned: fresh interpreters, which open their own
 database connections), wakes the pipeline by writing a byte to its pipe after each
 message a door stored (the pipeline wakes the sender the same way after each commit), and
-starts either again, a second later, should it die. The doors open once both workers are
-ready (their modules imported, the pipeline's templates compiled: `READY_SECONDS` at
-most), so that the first messages are not answered seconds late. They die with the serving process:
-when the pipe's writing end closes (the serving process is gone, however it ended), a
-worker exits at once, as if killed with it; whatever it was writing is rolled back and
-done again by the next one. `stop()` asks them to finish what they are doing and leave
-(SIGTERM).
+starts either again, a second later, should it die. The doors open once both are ready
+(modules imported, everyday templates compiled; `READY_SECONDS` at most): the first
+messages are not answered seconds late. They die with the serving process: when the
+pipe's writing end closes (the serving process is gone, however it ended), a worker exits
+at once, as if killed with it; whatever it was writing is rolled back and done again by
+the next one. `stop()` asks them to finish what they are doing and leave (SIGTERM).
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -81,10 +81,8 @@ class Child:
 
 @contextlib.contextmanager
 def _main_script_hidden() -> Iterator[None]:
-    """Spawn runs the parent's main script again in the child, as `__mp_main__`: for the
-    `gateway` command that imports every command's module (about 12 MB and a few hundred
-    milliseconds per worker) that a worker never uses. Without `__main__.__file__` it is
-    not run (`python -m gateway` is already skipped by multiprocessing itself)."""
+    """Spawn runs the parent's main script again in the child (the `gateway` command: every
+    command's module, 12 MB a worker never uses), unless `__main__` has no `__file__`."""
     main_module = sys.modules["__main__"]
     path = main_module.__dict__.pop("__file__", None)
     try:
@@ -215,13 +213,11 @@ def _warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
         return
     from gateway.outbound import compose
     from gateway.pipeline import reading, run  # noqa: F401 - imported for their import's cost
-    for lang in compose.LANGUAGES:
-        for kind in WARM_KINDS:
-            for suffix, autoescape in ((".txt", False), (".html", True)):
-                try:
-                    compose.environment(settings.templates_dir, autoescape).get_template(f"{lang}/{kind}{suffix}")
-                except Exception:  # a template that fails fails on its message, as before
-                    log.debug("template %s/%s%s not compiled ahead", lang, kind, suffix, exc_info=True)
+    for lang, kind, suffix in itertools.product(compose.LANGUAGES, WARM_KINDS, (".txt", ".html")):
+        try:
+            compose.environment(settings.templates_dir, suffix == ".html").get_template(f"{lang}/{kind}{suffix}")
+        except Exception:  # a template that fails fails on its message, as before
+            log.debug("template %s/%s%s not compiled ahead", lang, kind, suffix, exc_info=True)
 
 
 def _reporter(reports: Connection) -> Report:
