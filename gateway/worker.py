@@ -22,13 +22,16 @@ from sqlalchemy import Engine
 
 from gateway.config import Settings
 from gateway.outbound import send
+from gateway.outbound.claims import Turn
 from gateway.outbound.relay import Transport
 
 if TYPE_CHECKING:  # the scheduler is imported when enabled, not before
     from gateway.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
-BATCH = 50              # messages read ahead per round: an answer waits for at most these
+# Messages read and parsed ahead per round, before the first of them is decided: FIRST in
+# the first round after a wake-up, then twice as many each round up to BATCH (a backlog).
+FIRST, BATCH = 4, 32
 DOOR_FIRST = 0.05       # seconds the pipeline waits at most for a door to store
 
 
@@ -115,7 +118,8 @@ Report = Callable[[tuple[Any, ...]], None]  # what the worker did, for /metrics 
 
 def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], None],
                     storing: Storing | None = None, report: Report | None = None) -> int:
-    """Process what is pending, `BATCH` messages at a time; `on_commit()` after each commit.
+    """Process what is pending, `FIRST` then up to `BATCH` messages at a time; `on_commit()`
+    after each commit.
     With `storing` (SQLite), a transaction ends as soon as a door waits to store. `report`
     gets ("processed", outcome, seconds) per message (a batch's time shared evenly)."""
     from gateway.pipeline import reading, run  # not imported by a process that only sends
@@ -126,8 +130,9 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
             storing.let_in()
 
     pace = run.Pace(storing.waiting if storing is not None else lambda: False, committed)
-    done = 0
-    while ids := reading.pending_ids(engine, BATCH):
+    done, size = 0, FIRST
+    while ids := reading.pending_ids(engine, size):
+        size = min(BATCH, size * 2)
         started = time.perf_counter()
         outcomes = [o for o in run.process_many(engine, settings, ids, pace=pace) if o is not None]
         done += len(outcomes)
@@ -142,7 +147,7 @@ class Sending:
     the next while each finds something to send (a steady flow of answers pays for one
     connection, not one per pipeline commit), closed after a drain that found nothing."""
 
-    def __init__(self, engine: Engine, settings: Settings, turn: send.Turn, report: Report) -> None:
+    def __init__(self, engine: Engine, settings: Settings, turn: Turn, report: Report) -> None:
         self.engine, self.settings, self.turn, self.report = engine, settings, turn, report
         self.transport = Transport(settings)
 
