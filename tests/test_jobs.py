@@ -22,7 +22,7 @@ from gateway import intake, views, workdays
 from gateway.cli import main as cli
 from gateway.config import ConfigError, Settings, load
 from gateway.db import make_engine, session_scope
-from gateway.jobs import record, runner
+from gateway.jobs import record, reminders, runner
 from gateway.models import (
     Case,
     CaseEvent,
@@ -439,6 +439,29 @@ def test_a_batch_that_dies_before_its_mail_is_written_leaves_nothing_half_done(l
     assert job("reminders", settings, loaded, now) == {"reminder": 3}
     assert sorted(m.case_id for m in sent(loaded, CLAIRE, "reminder")) == numbers
     assert job("reminders", settings, loaded, now) == {}
+
+
+def test_a_batch_that_meets_another_gateways_reminder_is_done_case_by_case(loaded, settings, monkeypatch) -> None:
+    numbers = [waiting_case(loaded, settings) for _ in range(3)]
+    assert job("reminders", settings, loaded, T0 + 4 * DAY) == {"reminder": 3}
+    # As if another gateway had sent the first reminder on the middle case just now: this
+    # run does not see it, and tries to send it again in the batch of the three cases.
+    seen = reminders.waits
+
+    def unseen(session, *where):
+        found = seen(session, *where)
+        if numbers[1] in found:
+            found[numbers[1]] = reminders.Wait(found[numbers[1]].since, ())
+        return found
+
+    monkeypatch.setattr(reminders, "waits", unseen)
+    assert job("reminders", settings, loaded, T0 + 7 * DAY) == {"reminder": 2, "skipped": 1}
+    with session_scope(loaded) as session:
+        numbers_sent = session.execute(select(Reminder.case_id, Reminder.number).order_by(Reminder.case_id,
+                                                                                         Reminder.number)).all()
+    assert [tuple(row) for row in numbers_sent] == [(numbers[0], 1), (numbers[0], 2), (numbers[1], 1),
+                                                    (numbers[2], 1), (numbers[2], 2)]
+    assert len(sent(loaded, CLAIRE, "reminder")) == 5
 
 
 # -- the command line, status and the scheduler ----------------------------------------------------
