@@ -72,9 +72,11 @@ def lock_case(session: Session, case_id: int) -> Case | None:
 
 def lock_cases(session: Session, case_ids: Sequence[int]) -> dict[int, Case]:
     """The cases, locked for the rest of the transaction, in one statement. On PostgreSQL
-    the rows are locked in id order; SQLite's write lock was taken at BEGIN (db.make_engine:
-    BEGIN IMMEDIATE), so what is read next is current on both."""
-    found = session.scalars(select(Case).where(Case.id.in_(case_ids)).order_by(Case.id).with_for_update()
+    the rows are locked in id order, with the lock `lock_case`'s UPDATE takes (FOR NO KEY
+    UPDATE: rows that merely refer to a case are not held up); SQLite's write lock was
+    taken at BEGIN (db.make_engine: BEGIN IMMEDIATE). What is read next is current on both."""
+    found = session.scalars(select(Case).where(Case.id.in_(case_ids)).order_by(Case.id)
+                            .with_for_update(key_share=True)
                             .options(lazyload(Case.distribution)).execution_options(populate_existing=True))
     return {case.id: case for case in found}
 
