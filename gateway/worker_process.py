@@ -18,8 +18,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
@@ -51,7 +52,8 @@ class Child:
         log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
         self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
             settings, self.parts, self.reading, wakes, reports, storing.counter, log_form))
-        self.process.start()
+        with _main_not_imported():
+            self.process.start()
 
     def up(self) -> bool:
         return self.process is not None and bool(self.process.is_alive())
@@ -68,6 +70,21 @@ class Child:
     def close(self) -> None:
         self.writing.close()
         self.reading.close()
+
+
+@contextlib.contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """Start a process without the serving process's `__main__` (the `gateway` script):
+    a spawned child imports it first, and with it the whole command line and everything
+    its commands import (about 15 MB a worker); `main` imports what a worker needs.
+    Only this module's threads start processes, and nothing else reads `__file__`."""
+    module = sys.modules["__main__"]
+    path = module.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if path is not None:
+            module.__file__ = path
 
 
 class WorkerProcess:
