@@ -194,12 +194,14 @@ def run_memory(bench: Bench) -> None:
     assert bench.corpus is not None
     run = memory.measure(bench.work / "memory", bench.corpus, bench.sizes.settle, bench.sizes.wait)
     bench.add(Figure("memory.rest", "serve, peak RSS at rest", run.rest_peak / MB, "MB",
-                     target=below(100, "MB"), details={"rss_before_message": run.rest}))
+                     target=below(100, "MB"), details={"rss_before_message": run.rest, "pss_before_message": run.rest_pss,
+                                                        "members": run.members}))
     note = (f"answered in {run.seconds:.1f} s" if run.answered
             else f"no answer at the relay within {bench.sizes.wait:g} s")
     bench.add(Figure("memory.message", "serve, RSS added by the big message", run.cost / MB, "MB",
                      run.message_size / MB, "message size", ratio_at_most(4, "message size"), note,
-                     {"peak": run.peak, "rest": run.rest, "message_size": run.message_size}))
+                     {"peak": run.peak, "rest": run.rest, "message_size": run.message_size,
+                      "pss_peak": run.peak_pss, "pss_rest": run.rest_pss, "pss_cost": run.cost_pss}))
 
 
 def build_history(bench: Bench) -> dict[str, scale.Scale]:

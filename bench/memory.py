@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -52,10 +53,39 @@ class MemoryRun:
     message_size: int
     answered: bool
     seconds: float             # from sending the message to its answer at the relay
+    rest_pss: int = 0          # Pss just before the big message
+    peak_pss: int = 0          # the highest Pss sampled while the message was taken
+    members: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # per process
 
     @property
     def cost(self) -> int:
         return self.peak - self.rest
+
+    @property
+    def cost_pss(self) -> int:
+        return self.peak_pss - self.rest_pss
+
+
+class PssSampler(threading.Thread):
+    """The highest sum of Pss over `serve`'s processes, read every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.at_peak: dict[str, dict[str, int]] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            members = procs.members(self.pid)
+            total = sum(m["Pss"] for m in members.values())
+            if total > self.peak:
+                self.peak, self.at_peak = total, members
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
 
 
 def first_contact(corpus: Corpus) -> tuple[str, str, str]:
@@ -79,6 +109,9 @@ def measure(work: Path, corpus: Corpus, settle: float, timeout: float) -> Memory
     with procs.relay(work, relay_port, log), procs.serve(config, smtp_port) as process:
         time.sleep(settle)
         at_rest = procs.memory(process.pid)
+        rest_members = procs.members(process.pid)
+        sampler = PssSampler(process.pid)
+        sampler.start()
         t0 = time.monotonic()
         load = asyncio.run(smtp_load.saturate(smtp_port, [mail], procs.SUPPORT, clients=1))
         answered = False
@@ -89,5 +122,8 @@ def measure(work: Path, corpus: Corpus, settle: float, timeout: float) -> Memory
             time.sleep(0.2)
         seconds = time.monotonic() - t0
         time.sleep(0.5)   # the outbox marks the delivery sent after the relay's 250
+        sampler.stop()
         after = procs.memory(process.pid)
-    return MemoryRun(at_rest["VmHWM"], at_rest["VmRSS"], after["VmHWM"], len(raw), answered, seconds)
+        members = {"rest": rest_members, "pss_peak": sampler.at_peak, "after": procs.members(process.pid)}
+    return MemoryRun(at_rest["VmHWM"], at_rest["VmRSS"], after["VmHWM"], len(raw), answered, seconds,
+                     at_rest["Pss"], max(sampler.peak, after["Pss"]), members)
