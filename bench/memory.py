@@ -1,13 +1,20 @@
-"""Memory of `gateway serve`: its peak RSS at rest, and what taking one 25 MB message with
-attachments adds to it, read from /proc (VmRSS, VmHWM) of the serving process and of the
-worker processes it started, summed (the sum of peaks bounds the peak of the whole).
+"""Memory of `gateway serve`: what it holds at rest, and what taking one 25 MB message with
+attachments adds to it, read from /proc of the serving process and of the worker processes
+it started (procs.memory).
+
+The figures are sums of Pss, the proportional set size: the workers are forked from the
+serving process and share its pages until they write to them (and all share the libraries),
+so that VmRSS and VmHWM, which count a shared page once in every process, add up to more
+than the machine gives them. Pss has no peak of its own: it is read every 20 ms while the
+big message is taken, and the highest sum kept. The summed peaks (VmHWM), an upper bound
+that counts shared pages once per process, are in the notes and the JSON.
 
 At rest: the gateway started on a new SQLite file with the corpus's reference data, its
-scheduled jobs on (as an operator runs it), idle for a few seconds; the figure is its peak
-RSS so far. Then a customer opens a case with three files making a 25 MB message: the
-door takes it, the pipeline stores the files and writes the acknowledgement (which carries
-the files that fit `max_attachment_bytes`), the outbox sends it to the relay stand-in.
-The cost is the peak RSS over all of that minus the RSS at rest just before.
+scheduled jobs on (as an operator runs it), idle for a few seconds. Then a customer opens
+a case with three files making a 25 MB message: the door takes it, the pipeline stores the
+files and writes the acknowledgement (which carries the files that fit
+`max_attachment_bytes`), the outbox sends it to the relay stand-in. The cost is the highest
+sum over all of that minus the sum at rest just before.
 """
 from __future__ import annotations
 

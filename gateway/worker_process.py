@@ -14,6 +14,7 @@ done again by the next one. `stop()` asks them to finish what they are doing and
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -32,6 +34,7 @@ from gateway.worker import Report, Storing
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
 CONTEXT = multiprocessing.get_context("spawn")
+FORK = multiprocessing.get_context("fork")
 
 
 class Child:
@@ -48,10 +51,13 @@ class Child:
         with contextlib.suppress(OSError):  # BlockingIOError too
             os.write(self.writing.fileno(), b"\0")
 
-    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection) -> None:
+    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection,
+              others: tuple[Connection, ...] | None = None) -> None:
+        """Spawn the process; fork it when given the `others` pipe ends, which it closes."""
         log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
-        self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
-            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form))
+        context = CONTEXT if others is None else FORK
+        self.process = context.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
+            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form, others or ()))
         with _main_not_imported():
             self.process.start()
 
@@ -105,8 +111,15 @@ class WorkerProcess:
         return None if self.pipeline.process is None else int(self.pipeline.process.pid)
 
     def start(self) -> None:
+        """Fork the workers while this process runs no other thread: they share its pages
+        until one of them writes there (the interpreter and the libraries are loaded once).
+        A worker started again later is spawned: a fork beside running threads could copy a
+        lock one of them holds (the SQLite writers' line, a library's mutex)."""
+        fork = threading.active_count() == 1
+        if fork:
+            gc.freeze()  # the collector would write into every object it visits, copying its page
         for child in (self.sender, self.pipeline):
-            self._start(child)
+            self._start(child, fork)
         self.watcher.start()
         threading.Thread(target=self._collect, name="worker-reports", daemon=True).start()
 
@@ -138,9 +151,14 @@ class WorkerProcess:
             except Exception:
                 log.exception("could not count %r", event)
 
-    def _start(self, child: Child) -> None:
-        child.start(self.settings, self.storing, self.sender.writing if child is self.pipeline else None,
-                    self.reporting)
+    def _start(self, child: Child, fork: bool = False) -> None:
+        wakes = self.sender.writing if child is self.pipeline else None
+        ends = (self.sender.reading, self.sender.writing, self.pipeline.reading, self.pipeline.writing,
+                self.reports, self.reporting)
+        # A forked child closes the pipe ends that are not its own: held open, the end of its
+        # own pipe would never tell it that the serving process is gone.
+        others = tuple(e for e in ends if all(e is not own for own in (child.reading, wakes, self.reporting)))
+        child.start(self.settings, self.storing, wakes, self.reporting, others if fork else None)
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
@@ -156,8 +174,12 @@ class WorkerProcess:
 
 
 def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes: Connection | None,
-         reports: Connection, counter: Any, log_form: tuple[bool, bool]) -> None:
+         reports: Connection, counter: Any, log_form: tuple[bool, bool], others: tuple[Connection, ...] = ()) -> None:
     """A worker process: run its parts until SIGTERM, or until the serving process is gone."""
+    for end in others:
+        end.close()
+    with contextlib.suppress(OSError):  # its name in ps and top: gateway-pipeline, gateway-outbox
+        Path("/proc/self/comm").write_text(f"gateway-{parts[0]}")
     from gateway.db import make_engine
     from gateway.worker import Worker
     verbose, json_lines = log_form
