@@ -2,14 +2,15 @@
 doors' interpreter never waits for it (Python runs one thread at a time per process): one
 process for the pipeline and the scheduled jobs, one for the outbox sender.
 
-The serving process starts them (spawned: fresh interpreters, which open their own
-database connections), wakes the pipeline by writing a byte to its pipe after each
-message a door stored (the pipeline wakes the sender the same way after each commit), and
-starts either again, a second later, should it die. They die with the serving process:
-when the pipe's writing end closes (the serving process is gone, however it ended), a
-worker exits at once, as if killed with it; whatever it was writing is rolled back and
-done again by the next one. `stop()` asks them to finish what they are doing and leave
-(SIGTERM).
+The serving process starts them (forked before it starts any thread, so that they share
+the pages of the interpreter and the libraries it loaded; spawned, as fresh interpreters,
+when one is started again; either opens its own database connections), wakes the pipeline
+by writing a byte to its pipe after each message a door stored (the pipeline wakes the
+sender the same way after each commit), and starts either again, a second later, should it
+die. They die with the serving process: when the pipe's writing end closes (the serving
+process is gone, however it ended), a worker exits at once, as if killed with it; whatever
+it was writing is rolled back and done again by the next one. `stop()` asks them to finish
+what they are doing and leave (SIGTERM).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
 CONTEXT = multiprocessing.get_context("spawn")
 FORK = multiprocessing.get_context("fork")
+SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Child:
@@ -58,8 +60,15 @@ class Child:
         context = CONTEXT if others is None else FORK
         self.process = context.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
             settings, self.parts, self.reading, wakes, reports, storing.counter, log_form, others or ()))
-        with _main_not_imported():
-            self.process.start()
+        # A forked child has the serving process's signal handlers until `main` sets its own:
+        # SIGTERM and SIGINT wait meanwhile (then reach `main`'s), in this process too.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if others is not None else None
+        try:
+            with _main_not_imported():
+                self.process.start()
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def up(self) -> bool:
         return self.process is not None and bool(self.process.is_alive())
@@ -195,6 +204,7 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     engine = make_engine(settings)
     wake_sender = None if wakes is None else _waker(wakes)
     worker = Worker(settings, engine, Storing(counter), parts, wake_sender, _reporter(reports))
