@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gateway import logs
+from gateway import heap, logs
 from gateway.config import Settings
 from gateway.worker import Report, Storing
 
@@ -190,6 +190,7 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     with contextlib.suppress(OSError):  # its name in ps and top: gateway-pipeline, gateway-outbox
         Path("/proc/self/comm").write_text(f"gateway-{parts[0]}")
     from gateway.db import make_engine
+    heap.give_back_big_blocks()  # a spawned worker (a forked one has it already)
     from gateway.worker import Worker
     verbose, json_lines = log_form
     logs.setup(verbose)
