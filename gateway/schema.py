@@ -1,9 +1,10 @@
 """Schema upgrades through Alembic, run by `gateway db upgrade` and on start-up.
 
-On start-up the upgrade runs in a child process of its own (forked, when this process runs
-no other thread and has not loaded Alembic yet): Alembic, Mako and the migration scripts
-(about 11 MB) then never stay in a long-running `serve`, nor in the workers it forks. When
-it fails there, it runs again here, which raises the error as before.
+For `serve` (`apart`), the upgrade runs in a child process of its own (forked, when this
+process runs no other thread and has not loaded Alembic yet): Alembic, Mako and the
+migration scripts (about 7 MB) then never stay in the long-running process, nor in the
+workers it forks. When it fails there, it runs again here, which raises the error as
+before. Other commands end soon: they upgrade in their own process (no fork to pay).
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema; safe to run at every start."""
-    if not _upgraded_apart(engine):
+def upgrade(engine: Engine, apart: bool = False) -> None:
+    """Bring the database to the newest schema; safe to run at every start. `apart`: in a
+    child process when this one can fork."""
+    if not (apart and _upgraded_apart(engine)):
         _upgrade(engine)
 
 
