@@ -2,20 +2,22 @@
 doors' interpreter never waits for it (Python runs one thread at a time per process): one
 process for the pipeline and the scheduled jobs, one for the outbox sender.
 
-The serving process starts them (spawned: fresh interpreters, which open their own
-database connections), wakes the pipeline by writing a byte to its pipe after each
-message a door stored (the pipeline wakes the sender the same way after each commit), and
-starts either again, a second later, should it die. The doors open once both are ready
-(modules imported, everyday templates compiled; `READY_SECONDS` at most): the first
-messages are not answered seconds late. They die with the serving process: when the
-pipe's writing end closes (the serving process is gone, however it ended), a worker exits
-at once, as if killed with it; whatever it was writing is rolled back and done again by
-the next one. `stop()` asks them to finish what they are doing and leave (SIGTERM).
+The serving process starts them (forked before it starts any thread, so that they share
+the pages of the interpreter and the libraries it loaded; spawned, as fresh interpreters,
+when one is started again; either opens its own database connections), wakes the pipeline
+by writing a byte to its pipe after each message a door stored (the pipeline wakes the
+sender the same way after each commit), and starts either again, a second later, should it
+die. The doors open once both are ready (modules imported, everyday templates compiled;
+`READY_SECONDS` at most): the first messages are not answered seconds late. They die with
+the serving process: when the pipe's writing end closes (the serving process is gone,
+however it ended), a worker exits at once, as if killed with it; whatever it was writing
+is rolled back and done again by the next one. `stop()` asks them to finish what they are
+doing and leave (SIGTERM). What a worker runs beside its loops: worker_child.py.
 """
 from __future__ import annotations
 
 import contextlib
-import itertools
+import gc
 import logging
 import multiprocessing
 import os
@@ -23,20 +25,23 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gateway import logs
+from gateway import heap, logs
 from gateway.config import Settings
 from gateway.worker import Report, Storing
+from gateway.worker_child import listen, reporter, waker, warm_up
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
 READY_SECONDS = 30.0    # the serving process waits at most this for its workers to be ready
-WARM_KINDS = ("case_opened", "case_message", "agent_new_case", "agent_message")  # compiled ahead
 CONTEXT = multiprocessing.get_context("spawn")
+FORK = multiprocessing.get_context("fork")
+SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Child:
@@ -54,13 +59,23 @@ class Child:
         with contextlib.suppress(OSError):  # BlockingIOError too
             os.write(self.writing.fileno(), b"\0")
 
-    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection) -> None:
+    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection,
+              others: tuple[Connection, ...] | None = None) -> None:
+        """Spawn the process; fork it when given the `others` pipe ends, which it closes."""
         log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
         self.ready.clear()
-        self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
-            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form))
-        with _main_script_hidden():
-            self.process.start()
+        context = CONTEXT if others is None else FORK
+        self.process = context.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
+            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form, others or ()))
+        # A forked child has the serving process's signal handlers until `main` sets its own:
+        # SIGTERM and SIGINT wait meanwhile (then reach `main`'s), in this process too.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if others is not None else None
+        try:
+            with _main_not_imported():
+                self.process.start()
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def up(self) -> bool:
         return self.process is not None and bool(self.process.is_alive())
@@ -80,16 +95,18 @@ class Child:
 
 
 @contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """Spawn runs the parent's main script again in the child (the `gateway` command: every
-    command's module, 12 MB a worker never uses), unless `__main__` has no `__file__`."""
-    main_module = sys.modules["__main__"]
-    path = main_module.__dict__.pop("__file__", None)
+def _main_not_imported() -> Iterator[None]:
+    """Start a process without the serving process's `__main__` (the `gateway` script):
+    a spawned child imports it first, and with it the whole command line and everything
+    its commands import (about 15 MB a worker); `main` imports what a worker needs.
+    Only this module's threads start processes, and nothing else reads `__file__`."""
+    module = sys.modules["__main__"]
+    path = module.__dict__.pop("__file__", None)
     try:
         yield
     finally:
         if path is not None:
-            main_module.__file__ = path
+            module.__file__ = path
 
 
 class WorkerProcess:
@@ -110,8 +127,15 @@ class WorkerProcess:
         return None if self.pipeline.process is None else int(self.pipeline.process.pid)
 
     def start(self) -> None:
+        """Fork the workers while this process runs no other thread: they share its pages
+        until one of them writes there (the interpreter and the libraries are loaded once).
+        A worker started again later is spawned: a fork beside running threads could copy a
+        lock one of them holds (the SQLite writers' line, a library's mutex)."""
+        fork = threading.active_count() == 1
+        if fork:
+            gc.freeze()  # the collector would write into every object it visits, copying its page
         for child in (self.sender, self.pipeline):
-            self._start(child)
+            self._start(child, fork)
         self.watcher.start()
         threading.Thread(target=self._collect, name="worker-reports", daemon=True).start()
         self._wait_ready()
@@ -158,9 +182,14 @@ class WorkerProcess:
             except Exception:
                 log.exception("could not count %r", event)
 
-    def _start(self, child: Child) -> None:
-        child.start(self.settings, self.storing, self.sender.writing if child is self.pipeline else None,
-                    self.reporting)
+    def _start(self, child: Child, fork: bool = False) -> None:
+        wakes = self.sender.writing if child is self.pipeline else None
+        ends = (self.sender.reading, self.sender.writing, self.pipeline.reading, self.pipeline.writing,
+                self.reports, self.reporting)
+        # A forked child closes the pipe ends that are not its own: held open, the end of its
+        # own pipe would never tell it that the serving process is gone.
+        others = tuple(e for e in ends if all(e is not own for own in (child.reading, wakes, self.reporting)))
+        child.start(self.settings, self.storing, wakes, self.reporting, others if fork else None)
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
@@ -176,9 +205,14 @@ class WorkerProcess:
 
 
 def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes: Connection | None,
-         reports: Connection, counter: Any, log_form: tuple[bool, bool]) -> None:
+         reports: Connection, counter: Any, log_form: tuple[bool, bool], others: tuple[Connection, ...] = ()) -> None:
     """A worker process: run its parts until SIGTERM, or until the serving process is gone."""
+    for end in others:
+        end.close()
+    with contextlib.suppress(OSError):  # its name in ps and top: gateway-pipeline, gateway-outbox
+        Path("/proc/self/comm").write_text(f"gateway-{parts[0]}")
     from gateway.db import make_engine
+    heap.give_back_big_blocks()  # a spawned worker (a forked one has it already)
     from gateway.worker import Worker
     verbose, json_lines = log_form
     logs.setup(verbose)
@@ -193,58 +227,15 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     engine = make_engine(settings)
-    wake_sender = None if wakes is None else _waker(wakes)
-    report = _reporter(reports)
+    wake_sender = None if wakes is None else waker(wakes)
+    report = reporter(reports)
     worker = Worker(settings, engine, Storing(counter), parts, wake_sender, report)
-    _warm_up(settings, parts)
+    warm_up(settings, parts)
     worker.start()
-    threading.Thread(target=_listen, args=(reading, worker.wake), name="wake", daemon=True).start()
+    threading.Thread(target=listen, args=(reading, worker.wake), name="wake", daemon=True).start()
     report(("ready", parts))
     stop.wait()
     worker.stop()
     engine.dispose()
-
-
-def _warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
-    """What the first messages would otherwise pay for: the pipeline's modules and the
-    templates of everyday answers (a few hundred milliseconds, seconds on a busy machine)."""
-    if "pipeline" not in parts:
-        return
-    from gateway.outbound import compose
-    from gateway.pipeline import reading, run  # noqa: F401 - imported for their import's cost
-    for lang, kind, suffix in itertools.product(compose.LANGUAGES, WARM_KINDS, (".txt", ".html")):
-        try:
-            compose.environment(settings.templates_dir, suffix == ".html").get_template(f"{lang}/{kind}{suffix}")
-        except Exception:  # a template that fails fails on its message, as before
-            log.debug("template %s/%s%s not compiled ahead", lang, kind, suffix, exc_info=True)
-
-
-def _reporter(reports: Connection) -> Report:
-    lock = threading.Lock()
-
-    def report(event: tuple[Any, ...]) -> None:
-        with lock, contextlib.suppress(OSError):  # the serving process is gone: nobody to tell
-            reports.send(event)
-    return report
-
-
-def _waker(wakes: Connection) -> Callable[[], None]:
-    os.set_blocking(wakes.fileno(), False)
-
-    def wake() -> None:
-        with contextlib.suppress(OSError):
-            os.write(wakes.fileno(), b"\0")
-    return wake
-
-
-def _listen(reading: Connection, wake: Callable[[], None]) -> None:
-    """Wake the worker for each byte; leave at once when the serving process is gone."""
-    while True:
-        try:
-            data = os.read(reading.fileno(), 4096)
-        except InterruptedError:
-            continue
-        if not data:
-            os._exit(1)
-        wake()

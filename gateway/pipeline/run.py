@@ -43,6 +43,7 @@ from gateway.pipeline.sender import identify
 from gateway.pipeline.work import Claimed, Outcome, Work
 
 log = logging.getLogger(__name__)
+BIG_ROW = 1_000_000  # bytes of a message from which `claim` takes it in two statements
 
 
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
@@ -78,13 +79,17 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
     states = (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)
-    row = session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == read.id, InboundMessage.outcome.in_(states))
-        .values(attempts=InboundMessage.attempts + 1, processed_at=now)
-        .returning(InboundMessage.id, InboundMessage.envelope_from,
-                   InboundMessage.envelope_to, InboundMessage.duplicate_of)
-        .execution_options(synchronize_session=False)).first()
+    taking = (update(InboundMessage)
+              .where(InboundMessage.id == read.id, InboundMessage.outcome.in_(states))
+              .values(attempts=InboundMessage.attempts + 1, processed_at=now)
+              .execution_options(synchronize_session=False))
+    columns = (InboundMessage.id, InboundMessage.envelope_from, InboundMessage.envelope_to,
+               InboundMessage.duplicate_of)
+    if len(read.raw) < BIG_ROW:
+        row = session.execute(taking.returning(*columns)).first()
+    else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
+        taken = session.execute(taking).rowcount == 1  # type: ignore[attr-defined]
+        row = session.execute(select(*columns).where(InboundMessage.id == read.id)).first() if taken else None
     return Claimed(row.id, read.raw, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 
