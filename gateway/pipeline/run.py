@@ -105,12 +105,14 @@ def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetim
 
 
 def process_many(engine: Engine, settings: Settings, ids: list[int], now: dt.datetime | None = None,
-                 retry: bool = False, pace: Pace = Pace()) -> list[Outcome | None]:
+                 retry: bool = False, pace: Pace = Pace(),
+                 reader: Callable[[Engine, list[int]], list[Read]] = read) -> list[Outcome | None]:
     """Process stored messages; the outbox is written in the same transaction as each case.
-    Each group of at most 32 MB of messages is read and parsed first, then decided."""
+    Each group of at most 32 MB of messages is read and parsed first (by `reader`: a
+    backlog's may have parsed them in another process meanwhile), then decided."""
     outcomes: dict[int, Outcome | None] = {}
     for group in groups(engine, ids):
-        reads = read(engine, group)
+        reads = reader(engine, group)
         outcomes.update(zip([r.id for r in reads], _decide_all(engine, settings, reads, now, retry, pace),
                             strict=True))
     return [outcomes.get(i) for i in ids]
