@@ -52,7 +52,21 @@ def test_a_batch_not_read_ahead_is_read_by_the_writer(loaded) -> None:
         parser.start()
         parser.prefetch(loaded, ids[:3])
         assert parser.read(loaded, ids[3:]) == reading.read(loaded, ids[3:])
-        assert parser.read(loaded, ids[:3]) == reading.read(loaded, ids[:3])  # the writer's own
+        assert parser._ahead  # still there for its turn
+        assert parser.read(loaded, ids[:3]) == reading.read(loaded, ids[:3])
+        assert not parser._ahead
+
+
+def test_what_is_ahead_stays_within_a_group(loaded, monkeypatch) -> None:
+    ids = backlog(loaded)
+    monkeypatch.setattr(ahead, "BATCH_BYTES", sum(len(r.raw) for r in reading.read(loaded, ids[:6])))
+    with ahead.Parser() as parser:
+        parser.start()
+        for batch in (ids[:3], ids[3:6], ids[6:]):
+            parser.prefetch(loaded, batch)
+        assert [group for group, _, _ in parser._ahead] == [ids[:3], ids[3:6]]
+        for batch in (ids[:3], ids[3:6], ids[6:]):
+            assert parser.read(loaded, batch) == reading.read(loaded, batch)
 
 
 def test_a_parsing_process_that_died_leaves_the_parsing_to_the_writer(loaded) -> None:

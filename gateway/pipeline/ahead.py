@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 
 from gateway.pipeline import parsing
 from gateway.pipeline.parse import ParsedMail
-from gateway.pipeline.reading import Fetched, Read, fetch, groups, parsed_read, read
+from gateway.pipeline.reading import BATCH_BYTES, Fetched, Read, fetch, groups, parsed_read, read
 
 log = logging.getLogger(__name__)
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `gateway` package
@@ -67,8 +67,9 @@ class Parser:
         self._courier.start()
 
     def prefetch(self, engine: Engine, ids: list[int]) -> None:
-        """Read the messages of `ids` (when they fit one group of `reading.groups`) and have
-        them parsed, for a later `read(engine, ids)`; what goes wrong is left to that `read`."""
+        """Read the messages of `ids` (when they fit one group of `reading.groups`, and with
+        what is already ahead in `BATCH_BYTES`) and have them parsed, for a later
+        `read(engine, ids)`; what goes wrong is left to that `read`."""
         if self._process is None or not ids:
             return
         try:
@@ -77,16 +78,20 @@ class Parser:
         except Exception:  # read again, and met, in the writer's own turn
             log.debug("messages %s..%s not read ahead", ids[0], ids[-1], exc_info=True)
             return
+        held = sum(len(f.raw) for _, batch, _ in self._ahead for f in batch)
+        if self._ahead and held + sum(len(f.raw) for f in fetched) > BATCH_BYTES:
+            return  # the writer reads these itself: what is ahead stays within a group's size
         answer: _Answer = Future()
         self._requests.put(([f.raw for f in fetched], answer))
         self._ahead.append((group, fetched, answer))
 
     def read(self, engine: Engine, ids: list[int]) -> list[Read]:
         """The messages of `ids` read and parsed, as `reading.read` gives them."""
-        while self._ahead and self._ahead[0][0] != ids:
-            self._ahead.popleft()  # read ahead for nothing: the writer went another way
-        if not self._ahead:
+        at = next((n for n, (group, _, _) in enumerate(self._ahead) if group == ids), None)
+        if at is None:
             return read(engine, ids)
+        for _ in range(at):
+            self._ahead.popleft()  # read ahead for nothing: the writer went another way
         _, fetched, answer = self._ahead.popleft()
         try:
             parsed = answer.result()

@@ -23,6 +23,7 @@ from gateway.receive.pipe_exit import Delivery, reason
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages stored, then processed, per transaction when replaying a folder
+AHEAD = 2  # batches parsed ahead of the one being decided (a busy machine may slow the parser)
 
 STDIN = "<stdin>"
 # What Postfix's pipe(8) puts for the null sender in ${sender} unless told otherwise
@@ -148,14 +149,14 @@ def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
 
 def process_all(engine: Engine, settings: Settings, ids: list[int], delivery: Delivery,
                 parser: ahead.Parser) -> None:
-    """Process stored messages a batch at a time, each read and parsed while the one
-    before is decided. A batch that fails is logged and named on the delivery's line."""
+    """Process stored messages a batch at a time, each read and parsed while those before
+    it are decided. A batch that fails is logged and named on the delivery's line."""
     batches = [ids[start:start + BATCH] for start in range(0, len(ids), BATCH)]
-    if batches:
-        parser.prefetch(engine, batches[0])
+    ahead_of = 0  # batches[:ahead_of] were handed to the parser
     for index, batch in enumerate(batches):
-        if index + 1 < len(batches):
-            parser.prefetch(engine, batches[index + 1])
+        for later in batches[ahead_of:index + 1 + AHEAD]:  # this one and the next AHEAD
+            parser.prefetch(engine, later)
+        ahead_of = max(ahead_of, index + 1 + AHEAD)
         try:
             pipeline.process_many(engine, settings, batch, reader=parser.read)
         except Exception as exc:
