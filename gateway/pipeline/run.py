@@ -43,6 +43,7 @@ from gateway.pipeline.sender import identify
 from gateway.pipeline.work import Claimed, Outcome, Work
 
 log = logging.getLogger(__name__)
+BIG_ROW = 1_000_000  # bytes of a message from which `claim` takes it in two statements
 
 
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
@@ -77,7 +78,12 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     The first statement is a write so that two gateways (or `ingest` beside `serve`) never
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
-    row = session.execute(_CLAIM[retry], {"claim_id": read.id, "claimed_at": now}).first()
+    params = {"claim_id": read.id, "claimed_at": now}
+    if len(read.raw) < BIG_ROW:
+        row = session.execute(_CLAIM[retry], params).first()
+    else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
+        taken = session.execute(_TAKE[retry], params).rowcount == 1  # type: ignore[attr-defined]
+        row = session.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
     return Claimed(row.id, read.raw, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 
@@ -85,13 +91,14 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
 # The message's own row is written by Core statements built once: building a statement for
 # each message (and the ORM's work on it) cost four times what running it does.
 _INBOUND: Table = InboundMessage.__table__  # type: ignore[assignment]  # a declarative class's table
-_CLAIM = {retry: update(_INBOUND)
-          .where(_INBOUND.c.id == bindparam("claim_id"), _INBOUND.c.outcome.in_(
-              (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)))
-          .values(attempts=_INBOUND.c.attempts + 1,
-                  processed_at=bindparam("claimed_at", type_=_INBOUND.c.processed_at.type))
-          .returning(_INBOUND.c.id, _INBOUND.c.envelope_from, _INBOUND.c.envelope_to, _INBOUND.c.duplicate_of)
-          for retry in (False, True)}
+_TAKE = {retry: update(_INBOUND)
+         .where(_INBOUND.c.id == bindparam("claim_id"), _INBOUND.c.outcome.in_(
+             (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)))
+         .values(attempts=_INBOUND.c.attempts + 1,
+                 processed_at=bindparam("claimed_at", type_=_INBOUND.c.processed_at.type))
+         for retry in (False, True)}
+_CLAIMED = (_INBOUND.c.id, _INBOUND.c.envelope_from, _INBOUND.c.envelope_to, _INBOUND.c.duplicate_of)
+_CLAIM = {retry: take.returning(*_CLAIMED) for retry, take in _TAKE.items()}
 _DONE = update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id"))  # SET: the columns given
 
 
