@@ -59,57 +59,55 @@ class Loop(threading.Thread):
         self.join(timeout=30)
 
 
-class _Counters:
-    """Two counters for one process, shaped like multiprocessing's shared Array."""
-
-    def __init__(self) -> None:
-        self.values = [0, 0]
-        self.lock = threading.Lock()
-
-    def __getitem__(self, index: int) -> int:
-        return self.values[index]
-
-    def __setitem__(self, index: int, value: int) -> None:
-        self.values[index] = value
-
-    def get_lock(self) -> threading.Lock:
-        return self.lock
+SLOTS = {"serve": 0, "outbox": 1, "pipeline": 2}  # each writing process counts in its own pair
 
 
 class Storing:
     """The writers that go before the pipeline (the doors, the sender): how many wait for
-    the database or write now, and how many were served so far. `Storing.shared()` keeps
-    the counters in shared memory, for worker processes."""
+    the database or write now, and how many were served so far. Each process counts in its
+    own pair of `counter` (its `slot`), so that no lock is shared between processes: a
+    lock of this process orders its threads, the pipeline reads the sums.
+    `Storing.shared()` keeps the counters in shared memory, for worker processes (a plain
+    shared array: no semaphore, hence no resource-tracker process beside `serve`)."""
 
-    def __init__(self, counter: Any = None) -> None:
-        self.counter = counter if counter is not None else _Counters()
+    def __init__(self, counter: Any = None, slot: int = 0) -> None:
+        self.counter = counter if counter is not None else [0] * (2 * len(SLOTS))
+        self.mine = 2 * slot
+        self.lock = threading.Lock()
 
     @classmethod
     def shared(cls) -> Storing:
-        import multiprocessing
-        return cls(multiprocessing.get_context("spawn").Array("i", 2))
+        from multiprocessing.sharedctypes import RawArray
+        return cls(RawArray("i", 2 * len(SLOTS)))
 
     @contextmanager
     def one(self) -> Iterator[None]:
         """Around one write transaction: the pipeline gives way meanwhile."""
-        with self.counter.get_lock():
-            self.counter[0] += 1
+        with self.lock:
+            self.counter[self.mine] += 1
         try:
             yield
         finally:
-            with self.counter.get_lock():
-                self.counter[0] -= 1
-                self.counter[1] += 1
+            with self.lock:
+                self.counter[self.mine] -= 1
+                self.counter[self.mine + 1] += 1
+
+    def _now(self) -> tuple[int, int]:
+        """(writing or waiting now, served so far), over all processes."""
+        values = self.counter[:]
+        return sum(values[0::2]), sum(values[1::2])
 
     def waiting(self) -> bool:
-        return bool(self.counter[0] > 0)
+        return self._now()[0] > 0
 
     def let_in(self) -> None:
         """Wait until the writers waiting now were served, `DOOR_FIRST` seconds at most."""
-        with self.counter.get_lock():
-            waiting, served = self.counter[0], self.counter[1]
+        waiting, served = self._now()
         deadline = time.monotonic() + DOOR_FIRST
-        while waiting and self.counter[1] - served < waiting and self.counter[0] and time.monotonic() < deadline:
+        while waiting and time.monotonic() < deadline:
+            now, done = self._now()
+            if not now or done - served >= waiting:
+                return
             time.sleep(0.0005)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from gateway import heap, logs
 from gateway.config import Settings
-from gateway.worker import Report, Storing
+from gateway.worker import SLOTS, Report, Storing
 from gateway.worker_child import listen, reporter, waker, warm_up
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,8 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     engine = make_engine(settings)
     wake_sender = None if wakes is None else waker(wakes)
     report = reporter(reports)
-    worker = Worker(settings, engine, Storing(counter), parts, wake_sender, report)
+    storing = Storing(counter, SLOTS["outbox" if "outbox" in parts else "pipeline"])
+    worker = Worker(settings, engine, storing, parts, wake_sender, report)
     warm_up(settings, parts)
     worker.start()
     threading.Thread(target=listen, args=(reading, worker.wake), name="wake", daemon=True).start()
