@@ -146,10 +146,9 @@ def _holidays(spec: str) -> None:
     allowed = 'a country code of the holidays library with an optional subdivision, e.g. "FR" or "FR-57"'
     if not re.fullmatch(r"[A-Z]{2,3}(-[A-Z0-9]{1,6})?", spec):
         raise Invalid("not a country code", allowed)
-    import holidays  # here: only a configuration that names holidays pays for the import
-    country, _, subdivision = spec.partition("-")
+    from gateway import workdays
     try:
-        holidays.country_holidays(country, subdiv=subdivision or None)
+        workdays.public_holidays(spec)
     except NotImplementedError as exc:
         raise Invalid("no such country or subdivision", allowed) from exc
 

@@ -4,17 +4,80 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
+import pickle
+import sys
+import threading
 from zoneinfo import ZoneInfo
 
-import holidays
+SPAN = range(-1, 11)    # years looked up at once, around the year asked for
+
+
+class Holidays:
+    """The public holidays of `spec`, a country code with an optional subdivision: "FR",
+    "FR-57", as dates, a span of years at a time (`SPAN` around the year asked for).
+
+    They come from the holidays library, which loads every country's rules to answer for
+    one (about 17 MB that would stay in the process, and in each worker `serve` forks): a
+    process that runs no other thread asks it in a forked child and keeps only the dates."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.years: dict[int, frozenset[dt.date]] = {}
+
+    def __contains__(self, day: object) -> bool:
+        if not isinstance(day, dt.date):
+            return False
+        if day.year not in self.years:
+            self.years.update(_dates(self.spec, [day.year + i for i in SPAN]))
+        return day in self.years[day.year]
 
 
 @functools.lru_cache(maxsize=8)
-def public_holidays(spec: str) -> holidays.HolidayBase:
-    """The public holidays of `spec`, a country code with an optional subdivision: "FR",
-    "FR-57". Years are added as they are asked for."""
+def public_holidays(spec: str) -> Holidays:
+    """`Holidays(spec)`, checked: NotImplementedError when the library knows no such
+    country or subdivision."""
+    table = Holidays(spec)
+    _ = dt.date.today() in table
+    return table
+
+
+def _dates(spec: str, years: list[int]) -> dict[int, frozenset[dt.date]]:
+    if threading.active_count() > 1 or "holidays" in sys.modules:
+        return _look_up(spec, years)
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child leaves by os._exit
+        code = 1
+        try:
+            os.close(reading)
+            try:
+                answer: object = _look_up(spec, years)
+            except NotImplementedError as exc:
+                answer = exc
+            with os.fdopen(writing, "wb") as out:
+                pickle.dump(answer, out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as source:
+        data = source.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not data:
+        return _look_up(spec, years)
+    result = pickle.loads(data)
+    if isinstance(result, NotImplementedError):
+        raise result
+    dates: dict[int, frozenset[dt.date]] = result
+    return dates
+
+
+def _look_up(spec: str, years: list[int]) -> dict[int, frozenset[dt.date]]:
+    import holidays
     country, _, subdivision = spec.partition("-")
-    return holidays.country_holidays(country, subdiv=subdivision or None)
+    found = holidays.country_holidays(country, subdiv=subdivision or None, years=years)
+    return {year: frozenset(day for day in found if day.year == year) for year in years}
 
 
 def is_business_day(day: dt.date, spec: str = "FR") -> bool:
