@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from gateway.models import Attachment, Case, CaseEvent, Client, Contact, Licence, Status
+from gateway import rows
+from gateway.models import Case, Client, Contact, Licence, Status
 from gateway.outbound.outbox import StoredFile
 from gateway.pipeline.parse import Attachment as ParsedAttachment
 
@@ -91,21 +91,20 @@ def event(session: Session, case: Case, kind: str, *, author: str, text: str, no
           inbound_id: int | None = None, internal: bool = False) -> int:
     """Append an event to the case's timeline; its id. (A Core insert: the timeline is
     append-only and this is on the path of every message.)"""
-    return session.execute(insert(CaseEvent).values(
-        case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal,
-        inbound_id=inbound_id).returning(CaseEvent.id)).scalar_one()
+    return rows.new_id(session, rows.ADD_EVENT, dict(
+        case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal, inbound_id=inbound_id))
 
 
 def store_files(session: Session, case: Case, event_id: int,
                 attachments: Sequence[ParsedAttachment]) -> list[StoredFile]:
     """Keep a message's files on the case's event, with their size and SHA-256; what the
     outbox needs to carry them along."""
-    rows = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
-                 content_type=att.content_type[:255], size=len(att.data),
-                 sha256=hashlib.sha256(att.data).hexdigest(), data=att.data, inline=att.inline)
-            for att in attachments]
-    if not rows:
+    files = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
+                  content_type=att.content_type[:255], size=len(att.data),
+                  sha256=hashlib.sha256(att.data).hexdigest(), data=att.data, inline=att.inline)
+             for att in attachments]
+    if not files:
         return []
-    ids = session.scalars(insert(Attachment).returning(Attachment.id, sort_by_parameter_order=True), rows)
+    ids = rows.new_ids(session, rows.ADD_FILES, files)
     return [StoredFile(i, att.filename[:255], att.content_type[:255], len(att.data), att.inline)
             for i, att in zip(ids, attachments, strict=True)]
