@@ -39,7 +39,8 @@ def new_id(session: Session, statement: Insert, values: dict[str, Any]) -> int:
 
 def new_ids(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> list[int]:
     """Insert rows in one statement (executemany with RETURNING); their ids, in order."""
-    return [int(i) for i in session.connection().execute(statement, rows).scalars()]
+    ids: list[int] = list(session.connection().execute(statement, rows).scalars())
+    return ids
 
 
 def add(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ from gateway.pipeline import example
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
-from gateway.pipeline.reference import Reference, find_case
+from gateway.pipeline.reference import OurMail, Reference, find_case, loop_ids, our_mails, threading_ids
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,23 @@ class Work:
     outbox: Outbox
 
     found: Reference | None = None  # the case the message refers to, once looked for
+    mine: dict[str, OurMail] | None = None  # the gateway's own mails it names, once looked for
 
     def reference(self) -> Reference:
         """The case the message refers to (found once; the case row is then locked)."""
         if self.found is None:
             self.found = find_case(self.session, self.settings, self.parsed, self.request,
-                                   self.inbound, self.sender)
+                                   self.inbound, self.sender, self.ours())
         return self.found
+
+    def ours(self) -> dict[str, OurMail]:
+        """The gateway's own mails among the message's Message-ID and those it refers to,
+        by Message-ID (one look-up for the loop check and the case reference)."""
+        if self.mine is None:
+            own = [self.parsed.message_id] if self.parsed.message_id else []
+            ids = own + threading_ids(self.parsed) + loop_ids(self.parsed)
+            self.mine = our_mails(self.session, list(dict.fromkeys(ids)))
+        return self.mine
 
     @property
     def case(self) -> Case | None:
