@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Insert, Table, Update, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from gateway.models import Attachment, CaseEvent, Delivery, OutboundFile, OutboundMessage
+from gateway.models import Attachment, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
 
 
 def _table(model: type) -> Table:
@@ -30,6 +30,16 @@ ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=
 ADD_OUTBOUND: Insert = insert(OUTBOUND).returning(OUTBOUND.c.id)
 ADD_DELIVERIES: Insert = insert(DELIVERIES)
 ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
+
+INBOUND = _table(InboundMessage)
+# The pipeline's claim of a stored message (`inbound`, still in one of `states`), and the
+# outcome written at the end: the columns SET are the keys of the values given.
+CLAIM: Update = (update(INBOUND)
+                 .where(INBOUND.c.id == bindparam("inbound"),
+                        INBOUND.c.outcome.in_(bindparam("states", expanding=True)))
+                 .values(attempts=INBOUND.c.attempts + 1, processed_at=bindparam("at"))
+                 .returning(INBOUND.c.id, INBOUND.c.envelope_from, INBOUND.c.envelope_to, INBOUND.c.duplicate_of))
+SET_INBOUND: Update = update(INBOUND).where(INBOUND.c.id == bindparam("inbound"))
 
 
 def new_id(session: Session, statement: Insert, values: dict[str, Any]) -> int:

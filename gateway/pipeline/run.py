@@ -27,10 +27,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from gateway import bounds, rules
+from gateway import bounds, rows, rules
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
@@ -78,13 +78,7 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
     states = (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)
-    row = session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == read.id, InboundMessage.outcome.in_(states))
-        .values(attempts=InboundMessage.attempts + 1, processed_at=now)
-        .returning(InboundMessage.id, InboundMessage.envelope_from,
-                   InboundMessage.envelope_to, InboundMessage.duplicate_of)
-        .execution_options(synchronize_session=False)).first()
+    row = session.connection().execute(rows.CLAIM, {"inbound": read.id, "states": states, "at": now}).first()
     return Claimed(row.id, read.raw, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 
@@ -186,8 +180,7 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
     values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error)
     if parsed is not None:
         values.update(sender=parsed.from_addr, subject=parsed.subject)
-    session.execute(update(InboundMessage).where(InboundMessage.id == read.id).values(**values)
-                    .execution_options(synchronize_session=False))
+    session.connection().execute(rows.SET_INBOUND, dict(values, inbound=read.id))
     if outcome.release is not None:
         # The message this one confirmed, in the same transaction: confirmed and applied together.
         raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == outcome.release))
