@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Insert, Table, Update, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from gateway.models import Attachment, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
+from gateway.models import Attachment, Case, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
 
 
 def _table(model: type) -> Table:
@@ -22,9 +22,10 @@ def _table(model: type) -> Table:
     return table
 
 
-EVENTS, FILES = _table(CaseEvent), _table(Attachment)
+CASES, EVENTS, FILES = _table(Case), _table(CaseEvent), _table(Attachment)
 OUTBOUND, DELIVERIES, OUTBOUND_FILES = _table(OutboundMessage), _table(Delivery), _table(OutboundFile)
 
+ADD_CASE: Insert = insert(CASES).returning(CASES.c.id)
 ADD_EVENT: Insert = insert(EVENTS).returning(EVENTS.c.id)
 ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=True)
 ADD_OUTBOUND: Insert = insert(OUTBOUND).returning(OUTBOUND.c.id)
