@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from gateway import cases
 from gateway.models import CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry, Licence, reference_key
 from gateway.outbound.outbox import NOTICE, new_message_id
+from gateway.pipeline import known
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.rules import handover, priority
@@ -56,8 +57,9 @@ def apply(work: Work) -> Outcome:
         return work.refuse([Problem("not_a_contact", {
             "client": code, "own_codes": [c.client.code for c in work.sender.contacts]})])
     client = contact.client
-    licence = session.scalar(select(Licence).where(
-        Licence.serial_key == reference_key(serial), Licence.client_id == client.id))
+    # The client's licences are read once per batch (pipeline/known.py).
+    licence = next((lic for lic in known.licences(session, client.id) if lic.serial_key == reference_key(serial)),
+                   None)
     if licence is None:
         return work.refuse([Problem("unknown_serial", {"serial": serial, "client": client.code})])
     if not licence.active:

@@ -1,0 +1,67 @@
+"""Reference data a batch of messages reads: the active contacts behind its senders (with
+their clients) and those clients' licences, read once for the batch's transaction.
+
+`prefetch` reads them for a batch's senders in two statements; a sender or a client met
+later in the transaction is read then, once. The rows are the session's own objects (what
+a query in the same transaction would return); a rule that changes who is an active
+contact calls `forget` (the next look-up reads again). Licences change only through the
+operator's import, never in the pipeline's transaction. Never writes, never commits.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
+
+from gateway.models import CONTACT_ACTIVE, Contact, Licence
+
+_CONTACTS, _LICENCES = "known_contacts", "known_licences"
+# Built once (see gateway/rows.py).
+_ACTIVE = (select(Contact).options(joinedload(Contact.client))
+           .where(Contact.email.in_(bindparam("emails", expanding=True)), Contact.status == CONTACT_ACTIVE)
+           .order_by(Contact.id))
+_OF_CLIENTS = select(Licence).where(Licence.client_id.in_(bindparam("clients", expanding=True))).order_by(Licence.id)
+
+
+def prefetch(session: Session, addresses: Iterable[str | None]) -> None:
+    """Read the active contacts of these addresses not read yet, and their clients' licences."""
+    known: dict[str, tuple[Contact, ...]] = session.info.setdefault(_CONTACTS, {})
+    wanted = sorted({a for a in addresses if a} - known.keys())
+    if not wanted:
+        return
+    found: dict[str, list[Contact]] = {a: [] for a in wanted}
+    for contact in session.scalars(_ACTIVE, {"emails": wanted}):
+        found[contact.email].append(contact)
+    known.update((a, tuple(c)) for a, c in found.items())
+    _read_licences(session, {c.client_id for cs in found.values() for c in cs})
+
+
+def contacts(session: Session, address: str) -> tuple[Contact, ...]:
+    """The active contacts with this address, one per client, in the order they were made."""
+    if address not in session.info.get(_CONTACTS, {}):
+        prefetch(session, [address])
+    found: tuple[Contact, ...] = session.info[_CONTACTS][address]
+    return found
+
+
+def licences(session: Session, client_id: int) -> list[Licence]:
+    """The client's licences, in the order they were made."""
+    _read_licences(session, {client_id})
+    found: list[Licence] = session.info[_LICENCES][client_id]
+    return found
+
+
+def forget(session: Session) -> None:
+    """Who is an active contact changed: read the contacts again when next asked."""
+    session.info.pop(_CONTACTS, None)
+
+
+def _read_licences(session: Session, clients: set[int]) -> None:
+    known: dict[int, list[Licence]] = session.info.setdefault(_LICENCES, {})
+    wanted = sorted(clients - known.keys())
+    if not wanted:
+        return
+    known.update((c, []) for c in wanted)
+    for licence in session.scalars(_OF_CLIENTS, {"clients": wanted}):
+        known[licence.client_id].append(licence)
