@@ -70,7 +70,8 @@ def our_mails(session: Session, ids: list[str]) -> dict[str, OurMail]:
     loop check (loops.py) and the case reference share."""
     if not ids:
         return {}
-    return {row.message_id: OurMail(row.id, row.case_id) for row in session.execute(_OURS, {"ids": ids})}
+    with session.no_autoflush:  # the outbox is written by Core statements: nothing pending to see
+        return {row.message_id: OurMail(row.id, row.case_id) for row in session.execute(_OURS, {"ids": ids})}
 
 
 
@@ -96,17 +97,19 @@ def find_case(session: Session, settings: Settings, parsed: ParsedMail, request:
     The case row is locked for the rest of the transaction, so that two messages on one
     case are applied one after the other."""
     number, by_token = _case_number(session, settings, parsed, request, inbound, sender)
-    if number is not None:
-        if not bounds.is_case_number(number):
-            return Reference(None)
-        return Reference(session.scalars(_BY_NUMBER, {"number": number}).unique().first(), by_token)
-    ids = threading_ids(parsed)
-    if not ids:
+    ids = threading_ids(parsed) if number is None else []
+    number = number if number is not None else next(
+        (m.case_id for i in ids if (m := ours.get(i)) is not None and m.case_id is not None), None)
+    if number is not None and not bounds.is_case_number(number):
         return Reference(None)
-    number = next((m.case_id for i in ids if (m := ours.get(i)) is not None and m.case_id is not None), None)
-    if number is not None:
-        return Reference(session.scalars(_BY_NUMBER, {"number": number}).unique().first())
-    return Reference(session.scalars(_BY_THREAD, {"ids": ids}).unique().first())
+    if number is None and not ids:
+        return Reference(None)
+    # Cases are written by Core statements and never change number or thread: what is
+    # pending in the session (a case's new status) is written with the batch, not here.
+    with session.no_autoflush:
+        found = session.scalars(_BY_NUMBER, {"number": number}) if number is not None \
+            else session.scalars(_BY_THREAD, {"ids": ids})
+        return Reference(found.unique().first(), by_token)
 
 
 def _case_number(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
