@@ -43,6 +43,18 @@ CLAIM: Update = (update(INBOUND)
 SET_INBOUND: Update = update(INBOUND).where(INBOUND.c.id == bindparam("inbound"))
 
 
+# session.info: the gateway's own mails looked up in this transaction, by Message-ID:
+# (outbound id, case id), or None for a Message-ID that is not one of them.
+OUR_MAILS = "our_mails"
+
+
+def seen_outbound(session: Session, message_id: str, outbound_id: int, case_id: int | None) -> None:
+    """An outbound message just written joins this transaction's look-ups (pipeline/reference.py)."""
+    known = session.info.get(OUR_MAILS)
+    if known is not None:
+        known[message_id] = (outbound_id, case_id)
+
+
 def new_id(session: Session, statement: Insert, values: dict[str, Any]) -> int:
     """Insert one row; its id."""
     return int(session.connection().execute(statement, values).scalar_one())

@@ -192,28 +192,28 @@ class Outbox:
     def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
                recipients: list[Recipient], case: Case | None, auto_submitted: str,
                confirmation: int | None = None, audience: str = "") -> int:
-        # Core inserts: the outbox is write-only here, and the unit of work would cost
-        # more than the rendering on a busy backlog.
+        # Core inserts (rows.py): the outbox is write-only here, the unit of work would cost more.
         references = [case.thread_id] if case else []
         if self.answering and self.answering not in references:
             references.append(self.answering)
+        header = new_message_id(self.settings)
         message_id = rows.new_id(self.session, rows.ADD_OUTBOUND, dict(
-            created_at=self.now, kind=kind, case_id=case.id if case else None,
-            inbound_id=self.inbound_id, message_id=new_message_id(self.settings),
-            in_reply_to=self.answering or (case.thread_id if case else None),
+            created_at=self.now, kind=kind, case_id=case.id if case else None, inbound_id=self.inbound_id,
+            message_id=header, in_reply_to=self.answering or (case.thread_id if case else None),
             references=" ".join(references) or None, auto_submitted=auto_submitted,
             to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
             subject=rendered.subject, text=rendered.text, html=rendered.html, audience=audience,
             author=(self.author or "")[:320] or None))
+        rows.seen_outbound(self.session, header, message_id, case.id if case else None)
         deliveries = []
         for r in recipients:
             # The author's own copy (an acknowledgement) always goes: only others' are capped.
             capped = audience == NOTICE and r.address != (self.author or "").lower()
             held = self._held_until(r.address, case) if capped else None
-            deliveries.append(dict(message_id=message_id, recipient=r.address, created_at=self.now,
-                                   next_attempt_at=held or self.now,
-                                   token=self._token(r.address, case, confirmation),
-                                   status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
+            deliveries.append(dict(
+                message_id=message_id, recipient=r.address, created_at=self.now, next_attempt_at=held or self.now,
+                token=self._token(r.address, case, confirmation),
+                status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
         rows.add(self.session, rows.ADD_DELIVERIES, deliveries)
         return message_id
 

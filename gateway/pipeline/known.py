@@ -1,5 +1,6 @@
 """Reference data a batch of messages reads: the active contacts behind its senders (with
-their clients) and those clients' licences, read once for the batch's transaction.
+their clients) and those clients' licences, read once for the batch's transaction (and,
+with `prefetch_batch`, the gateway's own mails the batch names: pipeline/reference.py).
 
 `prefetch` reads them for a batch's senders in two statements; a sender or a client met
 later in the transaction is read then, once. The rows are the session's own objects (what
@@ -15,6 +16,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from gateway.models import CONTACT_ACTIVE, Contact, Licence
+from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.reference import mail_ids, our_mails
 
 _CONTACTS, _LICENCES = "known_contacts", "known_licences"
 # Built once (see gateway/rows.py).
@@ -22,6 +25,13 @@ _ACTIVE = (select(Contact).options(joinedload(Contact.client))
            .where(Contact.email.in_(bindparam("emails", expanding=True)), Contact.status == CONTACT_ACTIVE)
            .order_by(Contact.id))
 _OF_CLIENTS = select(Licence).where(Licence.client_id.in_(bindparam("clients", expanding=True))).order_by(Licence.id)
+
+
+def prefetch_batch(session: Session, mails: list[ParsedMail]) -> None:
+    """What a batch of messages will look up, in one statement for each kind: the contacts
+    behind their senders, those clients' licences, the gateway's own mails they name."""
+    prefetch(session, [m.from_addr for m in mails])
+    our_mails(session, [i for m in mails for i in mail_ids(m)])
 
 
 def prefetch(session: Session, addresses: Iterable[str | None]) -> None:

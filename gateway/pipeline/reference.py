@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
-from gateway import bounds
+from gateway import bounds, rows
 from gateway.config import Settings
 from gateway.models import Case, DistributionEntry, InboundMessage, OutboundMessage
 from gateway.outbound import token
@@ -65,14 +65,25 @@ _OURS = select(OutboundMessage.message_id, OutboundMessage.id, OutboundMessage.c
     OutboundMessage.message_id.in_(bindparam("ids", expanding=True)))
 
 
-def our_mails(session: Session, ids: list[str]) -> dict[str, OurMail]:
-    """The gateway's own mails among `ids`, by Message-ID: one look-up by index, which the
-    loop check (loops.py) and the case reference share."""
-    if not ids:
-        return {}
-    with session.no_autoflush:  # the outbox is written by Core statements: nothing pending to see
-        return {row.message_id: OurMail(row.id, row.case_id) for row in session.execute(_OURS, {"ids": ids})}
+def mail_ids(parsed: ParsedMail) -> list[str]:
+    """The Message-IDs the loop check and the case reference look for among the gateway's
+    own: the message's own, then those it refers to."""
+    own = [parsed.message_id] if parsed.message_id else []
+    return list(dict.fromkeys(own + threading_ids(parsed) + loop_ids(parsed)))
 
+
+def our_mails(session: Session, ids: list[str]) -> dict[str, OurMail]:
+    """The gateway's own mails among `ids`, by Message-ID: looked up by index once per
+    transaction (a batch asks for all its messages' at once), for the loop check (loops.py)
+    and the case reference alike. What the outbox writes meanwhile joins them (rows.py)."""
+    known: dict[str, tuple[int, int | None] | None] = session.info.setdefault(rows.OUR_MAILS, {})
+    wanted = [i for i in dict.fromkeys(ids) if i not in known]
+    known.update(dict.fromkeys(wanted))
+    for start in range(0, len(wanted), 500):
+        with session.no_autoflush:  # the outbox is written by Core statements: nothing pending to see
+            known.update({row.message_id: (row.id, row.case_id)
+                          for row in session.execute(_OURS, {"ids": wanted[start:start + 500]})})
+    return {i: OurMail(*found) for i in ids if (found := known[i]) is not None}
 
 
 # The case with what the rules read of it (its licence, its distribution list), locked:

@@ -142,7 +142,7 @@ def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetim
     done: list[Outcome | None] = []
     try:
         with session_scope(engine) as session:
-            known.prefetch(session, [r.parsed.from_addr for r in reads if r.parsed is not None])
+            known.prefetch_batch(session, [r.parsed for r in reads if r.parsed is not None])
             for r in reads:
                 done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False))
                 if pace.pause():

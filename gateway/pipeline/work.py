@@ -17,7 +17,7 @@ from gateway.pipeline import example
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
-from gateway.pipeline.reference import OurMail, Reference, find_case, loop_ids, our_mails, threading_ids
+from gateway.pipeline.reference import OurMail, Reference, find_case, mail_ids, our_mails
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,7 @@ class Work:
         """The gateway's own mails among the message's Message-ID and those it refers to,
         by Message-ID (one look-up for the loop check and the case reference)."""
         if self.mine is None:
-            own = [self.parsed.message_id] if self.parsed.message_id else []
-            ids = own + threading_ids(self.parsed) + loop_ids(self.parsed)
-            self.mine = our_mails(self.session, list(dict.fromkeys(ids)))
+            self.mine = our_mails(self.session, mail_ids(self.parsed))
         return self.mine
 
     @property
