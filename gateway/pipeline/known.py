@@ -29,8 +29,9 @@ _OF_CLIENTS = select(Licence).where(Licence.client_id.in_(bindparam("clients", e
 
 def prefetch_batch(session: Session, mails: list[ParsedMail]) -> None:
     """What a batch of messages will look up, in one statement for each kind: the contacts
-    behind their senders, those clients' licences, the gateway's own mails they name."""
-    prefetch(session, [m.from_addr for m in mails])
+    behind their senders and Cc addresses (a new case's list), those clients' licences, the
+    gateway's own mails they name."""
+    prefetch(session, [a for m in mails for a in (m.from_addr, *m.cc)])
     our_mails(session, [i for m in mails for i in mail_ids(m)])
 
 

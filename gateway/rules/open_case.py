@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import unicodedata
 
-from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import cases
-from gateway.models import CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry, Licence, reference_key
+from gateway.models import Case, Client, Contact, Disposition, DistributionEntry, Licence, reference_key
 from gateway.outbound.outbox import NOTICE, new_message_id
 from gateway.pipeline import known
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
@@ -116,8 +115,7 @@ def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact,
     for address in dict.fromkeys([author.email] + list(work.parsed.cc) + extra):
         if address == main.email or work.settings.support.mailbox.matches(address):
             continue
-        contact = work.session.scalar(select(Contact).where(
-            Contact.client_id == client.id, Contact.email == address, Contact.status == CONTACT_ACTIVE))
+        contact = next((c for c in known.contacts(work.session, address) if c.client_id == client.id), None)
         if contact is None:
             not_added.append(address)
         elif contact.id not in added:
