@@ -1,21 +1,29 @@
-"""Memory of `gateway serve`: its peak RSS at rest, and what taking one 25 MB message with
-attachments adds to it, read from /proc (VmRSS, VmHWM) of the serving process and of the
-worker processes it started, summed (the sum of peaks bounds the peak of the whole).
+"""Memory of `gateway serve`: what it holds at rest, and what taking one 25 MB message with
+attachments adds to it, read from /proc of the serving process and of the worker processes
+it started (procs.memory).
+
+The figures are sums of Pss, the proportional set size: the workers are forked from the
+serving process and share its pages until they write to them (and all share the libraries),
+so that VmRSS and VmHWM, which count a shared page once in every process, add up to more
+than the machine gives them. Pss has no peak of its own: it is read every 20 ms while the
+big message is taken, and the highest sum kept. The summed peaks (VmHWM), an upper bound
+that counts shared pages once per process, are in the notes and the JSON.
 
 At rest: the gateway started on a new SQLite file with the corpus's reference data, its
-scheduled jobs on (as an operator runs it), idle for a few seconds; the figure is its peak
-RSS so far. Then a customer opens a case with three files making a 25 MB message: the
-door takes it, the pipeline stores the files and writes the acknowledgement (which carries
-the files that fit `max_attachment_bytes`), the outbox sends it to the relay stand-in.
-The cost is the peak RSS over all of that minus the RSS at rest just before.
+scheduled jobs on (as an operator runs it), idle for a few seconds. Then a customer opens
+a case with three files making a 25 MB message: the door takes it, the pipeline stores the
+files and writes the acknowledgement (which carries the files that fit
+`max_attachment_bytes`), the outbox sends it to the relay stand-in. The cost is the highest
+sum over all of that minus the sum at rest just before.
 """
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -52,10 +60,39 @@ class MemoryRun:
     message_size: int
     answered: bool
     seconds: float             # from sending the message to its answer at the relay
+    rest_pss: int = 0          # Pss just before the big message
+    peak_pss: int = 0          # the highest Pss sampled while the message was taken
+    members: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # per process
 
     @property
     def cost(self) -> int:
         return self.peak - self.rest
+
+    @property
+    def cost_pss(self) -> int:
+        return self.peak_pss - self.rest_pss
+
+
+class PssSampler(threading.Thread):
+    """The highest sum of Pss over `serve`'s processes, read every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.at_peak: dict[str, dict[str, int]] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            members = procs.members(self.pid)
+            total = sum(m["Pss"] for m in members.values())
+            if total > self.peak:
+                self.peak, self.at_peak = total, members
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
 
 
 def first_contact(corpus: Corpus) -> tuple[str, str, str]:
@@ -79,6 +116,9 @@ def measure(work: Path, corpus: Corpus, settle: float, timeout: float) -> Memory
     with procs.relay(work, relay_port, log), procs.serve(config, smtp_port) as process:
         time.sleep(settle)
         at_rest = procs.memory(process.pid)
+        rest_members = procs.members(process.pid)
+        sampler = PssSampler(process.pid)
+        sampler.start()
         t0 = time.monotonic()
         load = asyncio.run(smtp_load.saturate(smtp_port, [mail], procs.SUPPORT, clients=1))
         answered = False
@@ -89,5 +129,8 @@ def measure(work: Path, corpus: Corpus, settle: float, timeout: float) -> Memory
             time.sleep(0.2)
         seconds = time.monotonic() - t0
         time.sleep(0.5)   # the outbox marks the delivery sent after the relay's 250
+        sampler.stop()
         after = procs.memory(process.pid)
-    return MemoryRun(at_rest["VmHWM"], at_rest["VmRSS"], after["VmHWM"], len(raw), answered, seconds)
+        members = {"rest": rest_members, "pss_peak": sampler.at_peak, "after": procs.members(process.pid)}
+    return MemoryRun(at_rest["VmHWM"], at_rest["VmRSS"], after["VmHWM"], len(raw), answered, seconds,
+                     at_rest["Pss"], max(sampler.peak, after["Pss"]), members)

@@ -146,21 +146,42 @@ def relay(folder: Path, port: int, log: Path) -> AbstractContextManager[subproce
     return running("relay", [PYTHON, "-m", "bench.relay", str(port), str(log)], port, folder)
 
 
+FIELDS = ("VmRSS", "VmHWM", "Pss")
+
+
 def memory(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (the peak so far) of a process and of its children (`serve`
-    runs its pipeline and its sender in worker processes), each summed over them, in
-    bytes. The peaks of several processes need not fall at the same moment: their sum is
-    an upper bound of the peak of the whole."""
-    out = {"VmRSS": 0, "VmHWM": 0}
+    """VmRSS (now), VmHWM (the peak so far) and Pss (now) of a process and of its children
+    (`serve` runs its pipeline and its sender in worker processes), each summed over them,
+    in bytes. The peaks of several processes need not fall at the same moment: their sum is
+    an upper bound of the peak of the whole; and a page the processes share (a forked
+    child's pages it has not written to, a shared library) counts once in each VmRSS and
+    VmHWM, but once in all in the sum of Pss (the proportional set size: each process
+    counts a shared page's share)."""
+    out = dict.fromkeys(FIELDS, 0)
+    for values in members(pid).values():
+        for key in FIELDS:
+            out[key] += values[key]
+    return out
+
+
+def members(pid: int) -> dict[str, dict[str, int]]:
+    """`memory` per process: "name pid" -> VmRSS, VmHWM and Pss in bytes."""
+    out = {}
     for member in [pid, *descendants(pid)]:
         try:
             status = Path(f"/proc/{member}/status").read_text()
-        except FileNotFoundError:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError):
             continue
-        for line in status.splitlines():
+        values = dict.fromkeys(FIELDS, 0)
+        name = ""
+        for line in (*status.splitlines(), *rollup.splitlines()):
             key, _, value = line.partition(":")
-            if key in out:
-                out[key] += int(value.split()[0]) * 1024
+            if key == "Name":
+                name = value.strip()
+            elif key in values:
+                values[key] = int(value.split()[0]) * 1024
+        out[f"{name} {member}"] = values
     return out
 
 

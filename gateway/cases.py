@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -34,6 +35,7 @@ class Move(StrEnum):
 # Where each move takes a case from each status. RESUME is the status a case returns to when
 # a customer writes on it: en_cours once an agent has answered, nouveau before.
 RESUME = "resume"
+FILES_PER_STATEMENT = 1_000_000   # bytes of files stored by one INSERT (one file at least)
 TRANSITIONS: dict[Move, dict[Status, Status | str]] = {
     Move.ANSWER: {Status.NEW: Status.IN_PROGRESS, Status.IN_PROGRESS: Status.IN_PROGRESS,
                   Status.WAITING: Status.IN_PROGRESS, Status.RESOLVED: Status.IN_PROGRESS,
@@ -103,6 +105,22 @@ def event(session: Session, case: Case, kind: str, *, author: str, text: str, no
         case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal, inbound_id=inbound_id))
 
 
+def _batches(files: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The rows in statements of at most `FILES_PER_STATEMENT` bytes of data (a file bigger
+    than that alone): a statement holds its files several times over while it runs (the
+    bound parameters, the row as the database builds it, its pages)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in files:
+        if batch and size + len(row["data"]) > FILES_PER_STATEMENT:
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += len(row["data"])
+    if batch:
+        yield batch
+
+
 def store_files(session: Session, case: Case, event_id: int,
                 attachments: Sequence[ParsedAttachment]) -> list[StoredFile]:
     """Keep a message's files on the case's event, with their size and SHA-256; what the
@@ -113,6 +131,6 @@ def store_files(session: Session, case: Case, event_id: int,
              for att in attachments]
     if not files:
         return []
-    ids = rows.new_ids(session, rows.ADD_FILES, files)
+    ids = [i for batch in _batches(files) for i in rows.new_ids(session, rows.ADD_FILES, batch)]
     return [StoredFile(i, att.filename[:255], att.content_type[:255], len(att.data), att.inline)
             for i, att in zip(ids, attachments, strict=True)]

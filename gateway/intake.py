@@ -130,8 +130,10 @@ _TABLE: Table = InboundMessage.__table__  # type: ignore[assignment]  # a declar
 
 
 def _insert(session: Session, values: dict[str, Any]) -> int:
-    """One row, by a Core statement (no ORM object: the raw bytes are not copied into one)."""
-    return int(session.execute(insert(_TABLE).values(**values).returning(_TABLE.c.id)).scalar_one())
+    """One row, by a Core statement (no ORM object: the raw bytes are not copied into one).
+    The values go beside the statement, not into it: SQLAlchemy's cache of compiled
+    statements keeps the statement it compiled, and with it a message's bytes."""
+    return int(session.execute(insert(_TABLE).returning(_TABLE.c.id), values).scalar_one())
 
 
 def _insert_all(session: Session, rows: list[dict[str, Any]]) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Table, Update, bindparam, insert, update
+from sqlalchemy import Insert, Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import Attachment, Case, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
@@ -35,11 +35,12 @@ ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
 INBOUND = _table(InboundMessage)
 # The pipeline's claim of a stored message (`inbound`, still in one of `states`), and the
 # outcome written at the end: the columns SET are the keys of the values given.
-CLAIM: Update = (update(INBOUND)
-                 .where(INBOUND.c.id == bindparam("inbound"),
-                        INBOUND.c.outcome.in_(bindparam("states", expanding=True)))
-                 .values(attempts=INBOUND.c.attempts + 1, processed_at=bindparam("at"))
-                 .returning(INBOUND.c.id, INBOUND.c.envelope_from, INBOUND.c.envelope_to, INBOUND.c.duplicate_of))
+TAKE: Update = (update(INBOUND)
+                .where(INBOUND.c.id == bindparam("inbound"), INBOUND.c.outcome.in_(bindparam("states", expanding=True)))
+                .values(attempts=INBOUND.c.attempts + 1, processed_at=bindparam("at")))
+_CLAIMED = (INBOUND.c.id, INBOUND.c.envelope_from, INBOUND.c.envelope_to, INBOUND.c.duplicate_of)
+CLAIM: Update = TAKE.returning(*_CLAIMED)
+CLAIMED: Select[Any] = select(*_CLAIMED).where(INBOUND.c.id == bindparam("inbound"))  # after TAKE, for a big row
 SET_INBOUND: Update = update(INBOUND).where(INBOUND.c.id == bindparam("inbound"))
 
 

@@ -1,23 +1,62 @@
-"""Schema upgrades through Alembic, run by `gateway db upgrade` and on start-up."""
+"""Schema upgrades through Alembic, run by `gateway db upgrade` and on start-up.
+
+For `serve` (`apart`), the upgrade runs in a child process of its own (forked, when this
+process runs no other thread and has not loaded Alembic yet): Alembic, Mako and the
+migration scripts (about 7 MB) then never stay in the long-running process, nor in the
+workers it forks. When it fails there, it runs again here, which raises the error as
+before. Other commands end soon: they upgrade in their own process (no fork to pay).
+"""
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
     config = Config(str(MIGRATIONS / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema; safe to run at every start."""
+def upgrade(engine: Engine, apart: bool = False) -> None:
+    """Bring the database to the newest schema; safe to run at every start. `apart`: in a
+    child process when this one can fork."""
+    if not (apart and _upgraded_apart(engine)):
+        _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> None:
+    from alembic import command
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection), "head")
+
+
+def _upgraded_apart(engine: Engine) -> bool:
+    """Upgrade in a forked child; False when it could not (threads running, Alembic already
+    loaded) or failed there. The child uses connections of its own, never this process's."""
+    if threading.active_count() > 1 or "alembic" in sys.modules:
+        return False
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child leaves by os._exit
+        code = 1
+        try:
+            engine.dispose(close=False)
+            _upgrade(engine)
+            engine.dispose()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0

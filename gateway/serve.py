@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from gateway import heap
 from gateway.config import Settings
 from gateway.health import Endpoint
 from gateway.metrics import Metrics
@@ -53,6 +54,7 @@ class Gateway:
         }
 
     def start(self) -> None:
+        heap.give_back_big_blocks()
         self.worker.start()
         if self.settings.smtp.enabled:
             from gateway.receive import smtp

@@ -2,35 +2,41 @@
 doors' interpreter never waits for it (Python runs one thread at a time per process): one
 process for the pipeline and the scheduled jobs, one for the outbox sender.
 
-The serving process starts them (spawned: fresh interpreters, which open their own
-database connections), wakes the pipeline by writing a byte to its pipe after each
-message a door stored (the pipeline wakes the sender the same way after each commit), and
-starts either again, a second later, should it die. They die with the serving process:
-when the pipe's writing end closes (the serving process is gone, however it ended), a
-worker exits at once, as if killed with it; whatever it was writing is rolled back and
-done again by the next one. `stop()` asks them to finish what they are doing and leave
-(SIGTERM).
+The serving process starts them (forked before it starts any thread, so that they share
+the pages of the interpreter and the libraries it loaded; spawned, as fresh interpreters,
+when one is started again; either opens its own database connections), wakes the pipeline
+by writing a byte to its pipe after each message a door stored (the pipeline wakes the
+sender the same way after each commit), and starts either again, a second later, should it
+die. They die with the serving process: when the pipe's writing end closes (the serving
+process is gone, however it ended), a worker exits at once, as if killed with it; whatever
+it was writing is rolled back and done again by the next one. `stop()` asks them to finish
+what they are doing and leave (SIGTERM).
 """
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gateway import logs
+from gateway import heap, logs
 from gateway.config import Settings
 from gateway.worker import Report, Storing
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
 CONTEXT = multiprocessing.get_context("spawn")
+FORK = multiprocessing.get_context("fork")
+SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Child:
@@ -47,11 +53,22 @@ class Child:
         with contextlib.suppress(OSError):  # BlockingIOError too
             os.write(self.writing.fileno(), b"\0")
 
-    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection) -> None:
+    def start(self, settings: Settings, storing: Storing, wakes: Connection | None, reports: Connection,
+              others: tuple[Connection, ...] | None = None) -> None:
+        """Spawn the process; fork it when given the `others` pipe ends, which it closes."""
         log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
-        self.process = CONTEXT.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
-            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form))
-        self.process.start()
+        context = CONTEXT if others is None else FORK
+        self.process = context.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
+            settings, self.parts, self.reading, wakes, reports, storing.counter, log_form, others or ()))
+        # A forked child has the serving process's signal handlers until `main` sets its own:
+        # SIGTERM and SIGINT wait meanwhile (then reach `main`'s), in this process too.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if others is not None else None
+        try:
+            with _main_not_imported():
+                self.process.start()
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def up(self) -> bool:
         return self.process is not None and bool(self.process.is_alive())
@@ -68,6 +85,21 @@ class Child:
     def close(self) -> None:
         self.writing.close()
         self.reading.close()
+
+
+@contextlib.contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """Start a process without the serving process's `__main__` (the `gateway` script):
+    a spawned child imports it first, and with it the whole command line and everything
+    its commands import (about 15 MB a worker); `main` imports what a worker needs.
+    Only this module's threads start processes, and nothing else reads `__file__`."""
+    module = sys.modules["__main__"]
+    path = module.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if path is not None:
+            module.__file__ = path
 
 
 class WorkerProcess:
@@ -88,8 +120,15 @@ class WorkerProcess:
         return None if self.pipeline.process is None else int(self.pipeline.process.pid)
 
     def start(self) -> None:
+        """Fork the workers while this process runs no other thread: they share its pages
+        until one of them writes there (the interpreter and the libraries are loaded once).
+        A worker started again later is spawned: a fork beside running threads could copy a
+        lock one of them holds (the SQLite writers' line, a library's mutex)."""
+        fork = threading.active_count() == 1
+        if fork:
+            gc.freeze()  # the collector would write into every object it visits, copying its page
         for child in (self.sender, self.pipeline):
-            self._start(child)
+            self._start(child, fork)
         self.watcher.start()
         threading.Thread(target=self._collect, name="worker-reports", daemon=True).start()
 
@@ -121,9 +160,14 @@ class WorkerProcess:
             except Exception:
                 log.exception("could not count %r", event)
 
-    def _start(self, child: Child) -> None:
-        child.start(self.settings, self.storing, self.sender.writing if child is self.pipeline else None,
-                    self.reporting)
+    def _start(self, child: Child, fork: bool = False) -> None:
+        wakes = self.sender.writing if child is self.pipeline else None
+        ends = (self.sender.reading, self.sender.writing, self.pipeline.reading, self.pipeline.writing,
+                self.reports, self.reporting)
+        # A forked child closes the pipe ends that are not its own: held open, the end of its
+        # own pipe would never tell it that the serving process is gone.
+        others = tuple(e for e in ends if all(e is not own for own in (child.reading, wakes, self.reporting)))
+        child.start(self.settings, self.storing, wakes, self.reporting, others if fork else None)
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
@@ -139,9 +183,14 @@ class WorkerProcess:
 
 
 def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes: Connection | None,
-         reports: Connection, counter: Any, log_form: tuple[bool, bool]) -> None:
+         reports: Connection, counter: Any, log_form: tuple[bool, bool], others: tuple[Connection, ...] = ()) -> None:
     """A worker process: run its parts until SIGTERM, or until the serving process is gone."""
+    for end in others:
+        end.close()
+    with contextlib.suppress(OSError):  # its name in ps and top: gateway-pipeline, gateway-outbox
+        Path("/proc/self/comm").write_text(f"gateway-{parts[0]}")
     from gateway.db import make_engine
+    heap.give_back_big_blocks()  # a spawned worker (a forked one has it already)
     from gateway.worker import Worker
     verbose, json_lines = log_form
     logs.setup(verbose)
@@ -156,6 +205,7 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     engine = make_engine(settings)
     wake_sender = None if wakes is None else _waker(wakes)
     worker = Worker(settings, engine, Storing(counter), parts, wake_sender, _reporter(reports))

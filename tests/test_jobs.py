@@ -22,7 +22,7 @@ from gateway import intake, views, workdays
 from gateway.cli import main as cli
 from gateway.config import ConfigError, Settings, load
 from gateway.db import make_engine, session_scope
-from gateway.jobs import record, runner
+from gateway.jobs import record, reminders, runner
 from gateway.models import (
     Case,
     CaseEvent,
@@ -376,18 +376,21 @@ def test_two_gateways_running_the_jobs_at_once_do_everything_once(loaded, settin
     assert sum(r.did.get("reminder", 0) for runs in results for r in runs) == 5
 
 
-CRASH_AFTER_SECOND_REMINDER = """
+CRASH = """
 import os, sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from gateway.jobs import runner
 
+statement, times, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+runner.Pace.FIRST = runner.Pace.LEAST = runner.Pace.MOST = batch
 inserted = []
 
 @event.listens_for(Engine, "after_cursor_execute")
-def die(conn, cursor, statement, parameters, context, executemany):
-    if statement.lstrip().upper().startswith("INSERT INTO CASE_REMINDERS"):
-        inserted.append(statement)
-        if len(inserted) == 2:
+def die(conn, cursor, sql, parameters, context, executemany):
+    if sql.lstrip().upper().startswith(statement):
+        inserted.append(sql)
+        if len(inserted) == times:
             os._exit(9)  # the process dies half-way, mid-transaction
 
 from gateway.cli import main
@@ -395,16 +398,22 @@ main(["jobs", "run", "reminders", "--now", sys.argv[1]])
 """
 
 
-def test_a_job_that_dies_half_way_is_finished_once_by_the_next_run(loaded, settings, tmp_path: Path) -> None:
-    numbers = [waiting_case(loaded, settings) for _ in range(3)]
-    now = T0 + 4 * DAY
+def crash_reminders(settings, tmp_path: Path, now: dt.datetime, statement: str, times: int, batch: int) -> None:
+    """`gateway jobs run reminders` in a process that dies at the `times`-th `statement`,
+    taking `batch` cases per transaction."""
     config = tmp_path / "gateway.toml"
     config.write_text(f'[database]\nurl = "{settings.database.url}"\n[support]\naddress = "{settings.support.address}"\n',
                       encoding="utf-8")
     env = dict(os.environ, GATEWAY_CONFIG=str(config))
-    child = subprocess.run([sys.executable, "-c", CRASH_AFTER_SECOND_REMINDER, now.isoformat()], env=env,
-                           capture_output=True, text=True, timeout=60)
+    child = subprocess.run([sys.executable, "-c", CRASH, now.isoformat(), statement, str(times), str(batch)],
+                           env=env, capture_output=True, text=True, timeout=60)
     assert child.returncode == 9, child.stderr
+
+
+def test_a_job_that_dies_half_way_is_finished_once_by_the_next_run(loaded, settings, tmp_path: Path) -> None:
+    numbers = [waiting_case(loaded, settings) for _ in range(3)]
+    now = T0 + 4 * DAY
+    crash_reminders(settings, tmp_path, now, "INSERT INTO CASE_REMINDERS", 2, batch=1)
     assert [m.case_id for m in sent(loaded, CLAIRE, "reminder")] == numbers[:1]
     with session_scope(loaded) as session:
         assert record.read(session, "reminders")["outcome"] == "running"  # visibly interrupted
@@ -414,6 +423,45 @@ def test_a_job_that_dies_half_way_is_finished_once_by_the_next_run(loaded, setti
     assert job("reminders", settings, loaded, now) == {}
     with session_scope(loaded) as session:
         assert record.read(session, "reminders")["outcome"] == "ok"
+
+
+def test_a_batch_that_dies_before_its_mail_is_written_leaves_nothing_half_done(loaded, settings,
+                                                                                tmp_path: Path) -> None:
+    numbers = [waiting_case(loaded, settings) for _ in range(3)]
+    now = T0 + 4 * DAY
+    # The three cases in one transaction: it dies once their reminders and events are written.
+    crash_reminders(settings, tmp_path, now, "INSERT INTO OUTBOUND_MESSAGES", 1, batch=3)
+    assert sent(loaded, CLAIRE, "reminder") == []
+    with session_scope(loaded) as session:
+        assert session.scalar(select(func.count()).select_from(Reminder)) == 0
+        assert session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.kind == "reminder")) == 0
+
+    assert job("reminders", settings, loaded, now) == {"reminder": 3}
+    assert sorted(m.case_id for m in sent(loaded, CLAIRE, "reminder")) == numbers
+    assert job("reminders", settings, loaded, now) == {}
+
+
+def test_a_batch_that_meets_another_gateways_reminder_is_done_case_by_case(loaded, settings, monkeypatch) -> None:
+    numbers = [waiting_case(loaded, settings) for _ in range(3)]
+    assert job("reminders", settings, loaded, T0 + 4 * DAY) == {"reminder": 3}
+    # As if another gateway had sent the first reminder on the middle case just now: this
+    # run does not see it, and tries to send it again in the batch of the three cases.
+    seen = reminders.waits
+
+    def unseen(session, *where):
+        found = seen(session, *where)
+        if numbers[1] in found:
+            found[numbers[1]] = reminders.Wait(found[numbers[1]].since, ())
+        return found
+
+    monkeypatch.setattr(reminders, "waits", unseen)
+    assert job("reminders", settings, loaded, T0 + 7 * DAY) == {"reminder": 2, "skipped": 1}
+    with session_scope(loaded) as session:
+        numbers_sent = session.execute(select(Reminder.case_id, Reminder.number).order_by(Reminder.case_id,
+                                                                                         Reminder.number)).all()
+    assert [tuple(row) for row in numbers_sent] == [(numbers[0], 1), (numbers[0], 2), (numbers[1], 1),
+                                                    (numbers[2], 1), (numbers[2], 2)]
+    assert len(sent(loaded, CLAIRE, "reminder")) == 5
 
 
 # -- the command line, status and the scheduler ----------------------------------------------------

@@ -119,8 +119,8 @@ def test_the_workers_end_with_a_killed_serve(settings, loaded, free_port, tmp_pa
     try:
         wait_for_port(port)
         deadline = time.monotonic() + 20
-        while len(workers := [p for p in children(serve.pid) if "spawn_main" in
-                              Path(f"/proc/{p}/cmdline").read_text(errors="replace")]) < 2:
+        while len(workers := [p for p in children(serve.pid) if
+                              Path(f"/proc/{p}/comm").read_text().startswith("gateway-")]) < 2:
             assert time.monotonic() < deadline, "no worker processes (the pipeline's, the sender's)"
             time.sleep(0.1)
         serve.kill()

@@ -32,6 +32,7 @@ class App:
         self.config_path = config_path
         self._settings: config.Settings | None = None
         self._engine: Engine | None = None
+        self.upgrade_apart = False  # `serve`: Alembic never loaded in this process (schema.py)
 
     @property
     def settings(self) -> config.Settings:
@@ -53,7 +54,7 @@ class App:
             settings = self.settings
             try:
                 self._engine = make_engine(settings)
-                schema.upgrade(self._engine)
+                schema.upgrade(self._engine, apart=self.upgrade_apart)
             except (DBAPIError, OSError) as exc:
                 raise database_trouble(settings, exc) from exc
         return self._engine

@@ -27,6 +27,7 @@ def serve(app: App, log_format: str) -> None:
     settings = app.settings  # the log file, when set, is opened here: the format applies to it
     if log_format == "json":
         logs.as_json()
+    app.upgrade_apart = True
     gateway = Gateway(settings, app.engine)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

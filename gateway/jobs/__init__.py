@@ -4,8 +4,9 @@ sales-administration digest, licence expiry and the warning before it (PRODUCT.m
 
 Each job is a pair of functions: `find(settings, session, at)` says what is due, reading
 only; `act(settings, session, clock, key)` does one thing in the caller's transaction and
-never commits. The runner (`runner.py`) gives each thing its own short transaction, so a
-run that dies half-way leaves what it finished done and the rest to the next run; a unique
+never commits. The runner (`runner.py`) gives each thing its own short transaction (or, to
+a job with `act_many`, a batch of things), so a run that dies half-way leaves what it
+finished done and the rest to the next run; a unique
 row per reminder, escalation, digest and expiry makes a second gateway's attempt fail
 instead of sending twice.
 

@@ -15,15 +15,18 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from gateway import cases, timeline
 from gateway.config import Settings
 from gateway.jobs.clock import Clock
-from gateway.jobs.common import Item, Job, add_event, later, local, lock_case, post
+from gateway.jobs.common import Item, Job, add_events, later, local, lock_cases, recipients
+from gateway.jobs.mailing import Mailing
 from gateway.models import Case, CaseEvent, Reminder, Status
-from gateway.pipeline.work import case_recipients
+from gateway.outbound.outbox import Recipient
+
+People = tuple[list[Recipient], list[Recipient]]  # To, Cc
 
 
 @dataclass(frozen=True)
@@ -79,35 +82,59 @@ def find(settings: Settings, session: Session, at: dt.datetime) -> list[Item]:
     return sorted(items, key=lambda item: item.key not in first)
 
 
+DID = {"reminder": "reminder", "close": "closed"}  # what the runner counts, by step
+
+
 def act(settings: Settings, session: Session, clock: Clock, case_id: int) -> str | None:
     """Send the reminder that is due on one case by the job's clock, or close it; None if
     nothing is due."""
-    case = lock_case(session, case_id)
-    wait = waits(session, Case.id == case_id).get(case_id)
-    step = next_step(settings, wait) if wait is not None else None
-    if case is None or wait is None or step is None or step.due > clock.at:
-        return None
-    if step.action == "reminder":
-        return _remind(settings, session, clock, case, wait, step.number)
-    return _close(settings, session, clock.now, case, wait)
+    return act_many(settings, session, clock, [case_id]).get(case_id)
 
 
-def _remind(settings: Settings, session: Session, clock: Clock, case: Case, wait: Wait,
-            number: int) -> str:
-    # The unique (case, period, number) row is written first: a second gateway fails here.
-    # It is dated by the job's clock, which the next step counts from.
-    session.add(Reminder(case_id=case.id, period=wait.since, number=number, at=clock.at))
-    session.flush()
-    total = settings.reminders.max
-    add_event(session, settings, clock.now, case, "reminder", timeline.reminder(number, total))
-    question = session.scalar(select(CaseEvent.text).where(
-        CaseEvent.case_id == case.id, CaseEvent.kind == "agent_message")
-        .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()).limit(1))
-    to, cc = case_recipients(case)
-    post(session, settings, clock.now, "reminder", to, cc, case=case, context={
-        "number": number, "total": total, "question": question or "",
-        "asked_on": local(settings, wait.since).date(), "closes_on": _closes_on(settings, clock.at, number)})
-    return "reminder"
+def act_many(settings: Settings, session: Session, clock: Clock, case_ids: list[int]) -> dict[int, str | None]:
+    """`act` on many cases in the caller's transaction: they are locked first, then what is
+    due on each is read again. Reminders and closures go out at the real time."""
+    found = lock_cases(session, case_ids)
+    current = waits(session, Case.id.in_(list(found))) if found else {}
+    due = {i: (current[i], step) for i in case_ids if i in current
+           and (step := next_step(settings, current[i])) is not None and step.due <= clock.at}
+    reminded = [i for i, (_, step) in due.items() if step.action == "reminder"]
+    # The unique (case, period, number) rows are written first: a second gateway fails here.
+    # They are dated by the job's clock, which the next step counts from.
+    if reminded:
+        session.execute(insert(Reminder), [dict(case_id=i, period=due[i][0].since, number=due[i][1].number,
+                                                at=clock.at) for i in reminded])
+    add_events(session, settings, clock.now, [
+        (i, "reminder", timeline.reminder(step.number, settings.reminders.max)) if step.action == "reminder"
+        else (i, "closed", timeline.closed_no_answer(len(wait.sent))) for i, (wait, step) in due.items()])
+    questions = _questions(session, reminded)
+    people = recipients(session, {i: found[i] for i in due})
+    mail = Mailing(session, settings, clock.now)
+    for i, (wait, step) in due.items():
+        if step.action == "reminder":
+            _remind(settings, mail, clock.at, found[i], people[i], wait, step.number, questions.get(i))
+        else:
+            _close(settings, mail, clock.now, found[i], people[i], wait)
+    mail.write()
+    return {i: DID[due[i][1].action] if i in due else None for i in case_ids}
+
+
+def _questions(session: Session, case_ids: list[int]) -> dict[int, str | None]:
+    """The agent's latest message on each case (the question a reminder quotes)."""
+    if not case_ids:
+        return {}
+    latest = (select(CaseEvent.text).where(CaseEvent.case_id == Case.id, CaseEvent.kind == "agent_message")
+              .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()).limit(1).correlate(Case).scalar_subquery())
+    rows = session.execute(select(Case.id, latest).where(Case.id.in_(case_ids))).all()
+    return {int(row[0]): str(row[1]) if row[1] is not None else None for row in rows}
+
+
+def _remind(settings: Settings, mail: Mailing, at: dt.datetime, case: Case, people: People, wait: Wait,
+            number: int, question: str | None) -> None:
+    to, cc = people
+    mail.mail("reminder", to, cc, case, {
+        "number": number, "total": settings.reminders.max, "question": question or "",
+        "asked_on": local(settings, wait.since).date(), "closes_on": _closes_on(settings, at, number)})
 
 
 def _closes_on(settings: Settings, since: dt.datetime, number: int) -> dt.date | None:
@@ -121,13 +148,11 @@ def _closes_on(settings: Settings, since: dt.datetime, number: int) -> dt.date |
     return local(settings, later(settings, at, r.autoclose_after_days)).date()
 
 
-def _close(settings: Settings, session: Session, now: dt.datetime, case: Case, wait: Wait) -> str:
+def _close(settings: Settings, mail: Mailing, now: dt.datetime, case: Case, people: People, wait: Wait) -> None:
     cases.move(case, cases.Move.CLOSE, now)
-    add_event(session, settings, now, case, "closed", timeline.closed_no_answer(len(wait.sent)))
-    to, cc = case_recipients(case)
-    post(session, settings, now, "autoclose_notice", to, cc, case=case, context={
+    to, cc = people
+    mail.mail("autoclose_notice", to, cc, case, {
         "reminders": len(wait.sent), "asked_on": local(settings, wait.since).date()})
-    return "closed"
 
 
-JOB = Job("reminders", find, act)
+JOB = Job("reminders", find, act, act_many)

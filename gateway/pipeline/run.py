@@ -43,6 +43,7 @@ from gateway.pipeline.sender import identify
 from gateway.pipeline.work import Claimed, Outcome, Work
 
 log = logging.getLogger(__name__)
+BIG_ROW = 1_000_000  # bytes of a message from which `claim` takes it in two statements
 
 
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
@@ -78,7 +79,12 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
     states = (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)
-    row = session.connection().execute(rows.CLAIM, {"inbound": read.id, "states": states, "at": now}).first()
+    values = {"inbound": read.id, "states": states, "at": now}
+    if len(read.raw) < BIG_ROW:
+        row = session.connection().execute(rows.CLAIM, values).first()
+    else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
+        taken = session.connection().execute(rows.TAKE, values).rowcount == 1
+        row = session.connection().execute(rows.CLAIMED, values).first() if taken else None
     return Claimed(row.id, read.raw, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from gateway import intake
+from gateway import heap, intake
 from gateway.worker import Storing
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,32 @@ class GroupWriter:
         self.thread.join()
 
     def _run(self) -> None:
-        while True:
-            first = self.queue.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < GROUP:
-                try:
-                    waiting = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if waiting is None:
-                    self.queue.put(None)    # close() once this group is stored
-                    break
-                group.append(waiting)
+        while (group := self._next()) is not None:
             self._store(group)
+            size = sum(len(w.item.raw) for w in group)
+            del group  # the messages' bytes go now, not when the next message comes
+            if size >= heap.BIG:
+                # SQLite's cached statements keep the values last bound to them (a copy of
+                # the message) until run again: new connections, and the heap trimmed.
+                self.engine.dispose()
+                heap.trim()
+
+    def _next(self) -> list[_Waiting] | None:
+        """The messages waiting (the first one waited for), or None once closed."""
+        first = self.queue.get()
+        if first is None:
+            return None
+        group = [first]
+        while len(group) < GROUP:
+            try:
+                waiting = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if waiting is None:
+                self.queue.put(None)    # close() once this group is stored
+                break
+            group.append(waiting)
+        return group
 
     def _store(self, group: list[_Waiting]) -> None:
         with self.storing.one():

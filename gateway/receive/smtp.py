@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from gateway import intake
 from gateway.config import Settings
+from gateway.receive.data import LeanData
 from gateway.receive.group import GroupWriter
 from gateway.worker import Storing
 
@@ -79,10 +80,18 @@ class Door:
 
 def _raw(envelope: Envelope) -> bytes:
     content: Any = envelope.original_content or envelope.content or b""
+    if isinstance(content, bytearray):  # gathered by LeanData: copied once, then let go
+        raw = bytes(content)
+        content.clear()
+        return raw
     return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")
 
 
-class PerRecipientLMTP(LMTP):
+class LeanLMTP(LeanData, LMTP):
+    """LMTP with DATA gathered in one buffer."""
+
+
+class PerRecipientLMTP(LeanLMTP):
     """LMTP that answers DATA once per accepted recipient, as RFC 2033 requires.
 
     aiosmtpd's LMTP class only swaps the greeting: whatever answers DATA (our handler, or
@@ -112,7 +121,7 @@ class DoorController(Controller):
         self.lmtp = lmtp
 
     def factory(self) -> SMTP:
-        protocol = PerRecipientLMTP if self.lmtp else SMTP
+        protocol = PerRecipientLMTP if self.lmtp else LeanData
         return protocol(self.handler, loop=self.loop, **self.SMTP_kwargs)
 
     def start(self) -> None:

@@ -184,5 +184,7 @@ def _add_file(part: Message, ctype: str, in_report: bool, body: Body) -> None:
     bounced, failed = reports.bounce_facts(part, ctype, in_report, data)
     body.bounced.extend(bounced)
     body.failed.extend(failed)
+    if not part.is_multipart():
+        part.set_payload("")  # its text, as long as the file and more, is read: let it go now
     if data or name:
         body.attachments.append(files.attachment(part, ctype, data, name, len(body.attachments) + 1))

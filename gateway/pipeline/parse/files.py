@@ -7,6 +7,7 @@ forwarded message becomes a `.eml` file named after its subject.
 """
 from __future__ import annotations
 
+import binascii
 import email.policy
 import mimetypes
 import re
@@ -20,14 +21,18 @@ from gateway.pipeline.parse.mail import Attachment
 FORWARDED_TYPES = frozenset({"message/rfc822", "message/global"})
 _MAX_FILENAME = 150
 _UNSAFE_NAME_CHARS = re.compile(r'[<>:"|?*]')
+_BASE64_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 def content(part: Message, ctype: str) -> tuple[bytes, str]:
     """(the bytes, the name as written) of a part kept as a file; b"" and "" when it has none."""
     if not part.is_multipart():
-        decoded = part.get_payload(decode=True)
-        return (decoded if isinstance(decoded, bytes) else b""), _filename(part)
+        decoded = _base64(part)
+        if decoded is not None:
+            return decoded, _filename(part)
+        payload = part.get_payload(decode=True)
+        return (payload if isinstance(payload, bytes) else b""), _filename(part)
     # message/*: the parser made a tree of it.
     inner = [message for message in part.get_payload() if isinstance(message, Message)]
     data = b"\n".join(_message_bytes(message) for message in inner)
@@ -36,6 +41,27 @@ def content(part: Message, ctype: str) -> tuple[bytes, str]:
         forwarded = collapse(decode_words(first_field(inner[0], "subject")))
         name = forwarded.replace("/", "_").replace("\\", "_") + ".eml" if forwarded else name
     return data, name
+
+
+def _base64(part: Message) -> bytes | None:
+    """The bytes of a well-formed base64 part, decoded without the copies `get_payload`
+    makes (its lines split and joined again, three times the part's size); None for any
+    other part, which `get_payload(decode=True)` reads (and whose defects it records).
+    Well-formed: ASCII, only base64 digits and line ends, padding only at the end, a
+    multiple of four digits; `a2b_base64` skips the line ends as `get_payload` drops them."""
+    if str(part.get("content-transfer-encoding", "")).lower() != "base64":
+        return None
+    payload = part.get_payload()  # the text itself, not a copy, when it is ASCII
+    if not isinstance(payload, str) or not payload.isascii():
+        return None
+    encoded = payload.encode("ascii")
+    digits = len(encoded) - encoded.count(b"\n") - encoded.count(b"\r")
+    pad = encoded.find(b"=")
+    if encoded.translate(None, _BASE64_LINES) or digits % 4 \
+            or (pad >= 0 and encoded[pad:].translate(None, b"\r\n").lstrip(b"=") != b"") \
+            or (pad >= 0 and encoded.count(b"=", pad) > 2):
+        return None
+    return binascii.a2b_base64(encoded)
 
 
 def attachment(part: Message, ctype: str, data: bytes, name: str, index: int) -> Attachment:

@@ -1,0 +1,73 @@
+"""The automatic mail of many cases, composed one by one and written all at once.
+
+`Mailing` is the outbox (outbound/outbox.py) of a job acting on many cases in one
+transaction: `post` composes each mail exactly as `common.post` does (same templates, same
+rows), but keeps its rows; `write` inserts all the messages in one statement and all their
+deliveries in another, instead of two statements per mail. Never commits.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, insert
+
+from gateway.models import DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundMessage
+from gateway.outbound import compose
+from gateway.outbound.outbox import AUTO_GENERATED, NOTICE, Outbox, Recipient, new_message_id
+
+
+def _table(model: type) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]  # a declarative class's table
+    return table
+
+
+MESSAGES, DELIVERIES = _table(OutboundMessage), _table(Delivery)
+ADD_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
+ADD_DELIVERIES = insert(DELIVERIES)
+
+
+@dataclass
+class Mailing(Outbox):
+    """Automatic mail (Auto-Submitted: auto-generated) for many cases, written by `write`."""
+    pending: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
+
+    def mail(self, kind: str, to: list[Recipient], cc: Sequence[Recipient], case: Case,
+             context: dict[str, Any]) -> None:
+        """What `common.post` sends about `case`, kept for `write`."""
+        self.post(kind, to, list(cc), case=case, context=context, auto_submitted=AUTO_GENERATED)
+
+    def write(self) -> None:
+        """Every mail kept so far, and its deliveries: two statements."""
+        if not self.pending:
+            return
+        connection = self.session.connection()
+        ids: list[int] = list(connection.execute(ADD_MESSAGES, [message for message, _ in self.pending]).scalars())
+        connection.execute(ADD_DELIVERIES, [dict(row, message_id=message_id) for message_id, (_, rows)
+                                            in zip(ids, self.pending, strict=True) for row in rows])
+        self.pending = []
+
+    def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
+               recipients: list[Recipient], case: Case | None, auto_submitted: str,
+               confirmation: int | None = None, audience: str = "") -> int:
+        # The rows Outbox._write inserts at once, kept.
+        references = [case.thread_id] if case else []
+        if self.answering and self.answering not in references:
+            references.append(self.answering)
+        message = dict(
+            created_at=self.now, kind=kind, case_id=case.id if case else None, inbound_id=self.inbound_id,
+            message_id=new_message_id(self.settings), in_reply_to=self.answering or (case.thread_id if case else None),
+            references=" ".join(references) or None, auto_submitted=auto_submitted,
+            to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
+            subject=rendered.subject, text=rendered.text, html=rendered.html, audience=audience,
+            author=(self.author or "")[:320] or None)
+        rows = []
+        for r in recipients:
+            capped = audience == NOTICE and r.address != (self.author or "").lower()
+            held = self._held_until(r.address, case) if capped else None
+            rows.append(dict(recipient=r.address, created_at=self.now, next_attempt_at=held or self.now,
+                             token=self._token(r.address, case, confirmation),
+                             status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
+        self.pending.append((message, rows))
+        return -len(self.pending)  # no id before `write`: a mail of a job carries no file
