@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -95,15 +95,20 @@ def _first(session: Session, keys: _Keys) -> int | None:
                           .order_by(InboundMessage.id).limit(1))
 
 
-def reused_message_id(session: Session, inbound_id: int, message_id: str | None,
-                      dedupe_key: str | None) -> int | None:
-    """The earlier message whose Message-ID this one reuses with other content, or None."""
-    if not message_id or not dedupe_key:
-        return None
-    return session.scalar(select(InboundMessage.id).where(
-        InboundMessage.message_id == message_id, InboundMessage.id < inbound_id,
-        InboundMessage.dedupe_key.is_not(None), InboundMessage.dedupe_key != dedupe_key)
-        .order_by(InboundMessage.id).limit(1))
+def reused_message_ids(session: Session, rows: list[tuple[int, str | None, str | None]]) -> dict[int, int]:
+    """For each (id, Message-ID, dedupe key) of stored messages, the earlier message whose
+    Message-ID it reuses with other content, in one query; messages reusing none are left out.
+
+    A dedupe key is unique and only a first delivery holds one, so every earlier row of the
+    same Message-ID with a key has other content: the first such row is the answer."""
+    wanted = {i: message_id for i, message_id, dedupe_key in rows if message_id and dedupe_key}
+    if not wanted:
+        return {}
+    first: dict[str | None, int] = {message_id: first_id for message_id, first_id in session.execute(
+        select(InboundMessage.message_id, func.min(InboundMessage.id))
+        .where(InboundMessage.message_id.in_(set(wanted.values())), InboundMessage.dedupe_key.is_not(None))
+        .group_by(InboundMessage.message_id))}
+    return {i: first[m] for i, m in wanted.items() if m in first and first[m] < i}
 
 
 @dataclass(frozen=True)

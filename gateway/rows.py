@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session
 
-from gateway.models import Attachment, Case, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
+from gateway.models import Attachment, Case, CaseEvent, Delivery, OutboundFile, OutboundMessage
 
 
 def _table(model: type) -> Table:
@@ -31,18 +31,6 @@ ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=
 ADD_OUTBOUND: Insert = insert(OUTBOUND).returning(OUTBOUND.c.id)
 ADD_DELIVERIES: Insert = insert(DELIVERIES)
 ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
-
-INBOUND = _table(InboundMessage)
-# The pipeline's claim of a stored message (`inbound`, still in one of `states`), and the
-# outcome written at the end: the columns SET are the keys of the values given.
-TAKE: Update = (update(INBOUND)
-                .where(INBOUND.c.id == bindparam("inbound"), INBOUND.c.outcome.in_(bindparam("states", expanding=True)))
-                .values(attempts=INBOUND.c.attempts + 1, processed_at=bindparam("at")))
-_CLAIMED = (INBOUND.c.id, INBOUND.c.envelope_from, INBOUND.c.envelope_to, INBOUND.c.duplicate_of)
-CLAIM: Update = TAKE.returning(*_CLAIMED)
-CLAIMED: Select[Any] = select(*_CLAIMED).where(INBOUND.c.id == bindparam("inbound"))  # after TAKE, for a big row
-SET_INBOUND: Update = update(INBOUND).where(INBOUND.c.id == bindparam("inbound"))
-
 
 # session.info: the gateway's own mails looked up in this transaction, by Message-ID:
 # (outbound id, case id), or None for a Message-ID that is not one of them.

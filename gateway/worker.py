@@ -22,12 +22,16 @@ from sqlalchemy import Engine
 
 from gateway.config import Settings
 from gateway.outbound import send
+from gateway.outbound.claims import Turn
+from gateway.outbound.relay import Transport
 
 if TYPE_CHECKING:  # the scheduler is imported when enabled, not before
     from gateway.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
-BATCH = 50              # messages read ahead per round: an answer waits for at most these
+# Messages read and parsed ahead per round, before the first of them is decided: FIRST in
+# the first round after a wake-up, then twice as many each round up to BATCH (a backlog).
+FIRST, BATCH = 4, 32
 DOOR_FIRST = 0.05       # seconds the pipeline waits at most for a door to store
 
 
@@ -114,7 +118,8 @@ Report = Callable[[tuple[Any, ...]], None]  # what the worker did, for /metrics 
 
 def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], None],
                     storing: Storing | None = None, report: Report | None = None) -> int:
-    """Process what is pending, `BATCH` messages at a time; `on_commit()` after each commit.
+    """Process what is pending, `FIRST` then up to `BATCH` messages at a time; `on_commit()`
+    after each commit.
     With `storing` (SQLite), a transaction ends as soon as a door waits to store. `report`
     gets ("processed", outcome, seconds) per message (a batch's time shared evenly)."""
     from gateway.pipeline import reading, run  # not imported by a process that only sends
@@ -125,8 +130,9 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
             storing.let_in()
 
     pace = run.Pace(storing.waiting if storing is not None else lambda: False, committed)
-    done = 0
-    while ids := reading.pending_ids(engine, BATCH):
+    done, size = 0, FIRST
+    while ids := reading.pending_ids(engine, size):
+        size = min(BATCH, size * 2)
         started = time.perf_counter()
         outcomes = [o for o in run.process_many(engine, settings, ids, pace=pace) if o is not None]
         done += len(outcomes)
@@ -134,6 +140,26 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
             for outcome in outcomes:
                 report(("processed", str(outcome.outcome), (time.perf_counter() - started) / len(outcomes)))
     return done
+
+
+class Sending:
+    """The sender's step: drain the outbox through a relay connection kept from one drain to
+    the next while each finds something to send (a steady flow of answers pays for one
+    connection, not one per pipeline commit), closed after a drain that found nothing."""
+
+    def __init__(self, engine: Engine, settings: Settings, turn: Turn, report: Report) -> None:
+        self.engine, self.settings, self.turn, self.report = engine, settings, turn, report
+        self.transport = Transport(settings)
+
+    def __call__(self) -> None:
+        try:
+            counts = send.drain(self.engine, self.settings, turn=self.turn, transport=self.transport)
+        except BaseException:
+            self.transport.close()
+            raise
+        if not counts:
+            self.transport.close()
+        self.report(("drained", counts))
 
 
 PARTS = ("pipeline", "outbox", "jobs")
@@ -149,8 +175,8 @@ class Worker:
         self.settings, self.engine, self.parts, self.report = settings, engine, parts, report
         sqlite = engine.dialect.name == "sqlite"
         turn = storing.one if sqlite else contextlib.nullcontext
-        self.sender = Loop("outbox", lambda: report(("drained", send.drain(engine, settings, turn=turn))),
-                           settings.outbound.poll_seconds)
+        self.sending = Sending(engine, settings, turn, report)
+        self.sender = Loop("outbox", self.sending, settings.outbound.poll_seconds)
         on_commit = wake_sender or self.sender.wake.set
         self.pipeline = Loop("pipeline", lambda: process_pending(
             engine, settings, on_commit, storing if sqlite else None, report), 5.0)
@@ -182,3 +208,4 @@ class Worker:
             self.scheduler.stop()
         for loop in self._loops():
             loop.stop()
+        self.sending.transport.close()

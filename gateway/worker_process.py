@@ -7,10 +7,12 @@ the pages of the interpreter and the libraries it loaded; spawned, as fresh inte
 when one is started again; either opens its own database connections), wakes the pipeline
 by writing a byte to its pipe after each message a door stored (the pipeline wakes the
 sender the same way after each commit), and starts either again, a second later, should it
-die. They die with the serving process: when the pipe's writing end closes (the serving
-process is gone, however it ended), a worker exits at once, as if killed with it; whatever
-it was writing is rolled back and done again by the next one. `stop()` asks them to finish
-what they are doing and leave (SIGTERM).
+die. The doors open once both are ready (modules imported, everyday templates compiled;
+`READY_SECONDS` at most): the first messages are not answered seconds late. They die with
+the serving process: when the pipe's writing end closes (the serving process is gone,
+however it ended), a worker exits at once, as if killed with it; whatever it was writing
+is rolled back and done again by the next one. `stop()` asks them to finish what they are
+doing and leave (SIGTERM). What a worker runs beside its loops: worker_child.py.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
@@ -31,9 +34,11 @@ from typing import Any
 from gateway import heap, logs
 from gateway.config import Settings
 from gateway.worker import Report, Storing
+from gateway.worker_child import listen, reporter, waker, warm_up
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0
+READY_SECONDS = 30.0    # the serving process waits at most this for its workers to be ready
 CONTEXT = multiprocessing.get_context("spawn")
 FORK = multiprocessing.get_context("fork")
 SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -45,6 +50,7 @@ class Child:
     def __init__(self, name: str, parts: tuple[str, ...]) -> None:
         self.name, self.parts = name, parts
         self.reading, self.writing = CONTEXT.Pipe(duplex=False)
+        self.ready = threading.Event()  # it reported ("ready", parts)
         os.set_blocking(self.writing.fileno(), False)  # a door never waits for a worker
         self.process: Any = None
 
@@ -57,6 +63,7 @@ class Child:
               others: tuple[Connection, ...] | None = None) -> None:
         """Spawn the process; fork it when given the `others` pipe ends, which it closes."""
         log_form = (logging.getLogger().getEffectiveLevel() <= logging.DEBUG, logs.is_json())
+        self.ready.clear()
         context = CONTEXT if others is None else FORK
         self.process = context.Process(target=main, name=f"gateway-{self.name}", daemon=True, args=(
             settings, self.parts, self.reading, wakes, reports, storing.counter, log_form, others or ()))
@@ -131,6 +138,16 @@ class WorkerProcess:
             self._start(child, fork)
         self.watcher.start()
         threading.Thread(target=self._collect, name="worker-reports", daemon=True).start()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Until both workers are ready, one of them died, or `READY_SECONDS` passed."""
+        deadline = time.monotonic() + READY_SECONDS
+        for child in (self.pipeline, self.sender):
+            while not child.ready.wait(0.05):
+                if not child.up() or time.monotonic() > deadline:
+                    log.warning("the %s process is not ready; the doors open all the same", child.name)
+                    return
 
     def up(self) -> dict[str, bool]:
         """Whether the worker processes run (the scheduler runs in the pipeline's)."""
@@ -155,6 +172,11 @@ class WorkerProcess:
                 event = self.reports.recv()
             except (EOFError, OSError):
                 return
+            if event[0] == "ready":
+                for child in (self.pipeline, self.sender):
+                    if child.parts == event[1]:
+                        child.ready.set()
+                continue
             try:
                 self.report(event)
             except Exception:
@@ -207,40 +229,13 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     engine = make_engine(settings)
-    wake_sender = None if wakes is None else _waker(wakes)
-    worker = Worker(settings, engine, Storing(counter), parts, wake_sender, _reporter(reports))
+    wake_sender = None if wakes is None else waker(wakes)
+    report = reporter(reports)
+    worker = Worker(settings, engine, Storing(counter), parts, wake_sender, report)
+    warm_up(settings, parts)
     worker.start()
-    threading.Thread(target=_listen, args=(reading, worker.wake), name="wake", daemon=True).start()
+    threading.Thread(target=listen, args=(reading, worker.wake), name="wake", daemon=True).start()
+    report(("ready", parts))
     stop.wait()
     worker.stop()
     engine.dispose()
-
-
-def _reporter(reports: Connection) -> Report:
-    lock = threading.Lock()
-
-    def report(event: tuple[Any, ...]) -> None:
-        with lock, contextlib.suppress(OSError):  # the serving process is gone: nobody to tell
-            reports.send(event)
-    return report
-
-
-def _waker(wakes: Connection) -> Callable[[], None]:
-    os.set_blocking(wakes.fileno(), False)
-
-    def wake() -> None:
-        with contextlib.suppress(OSError):
-            os.write(wakes.fileno(), b"\0")
-    return wake
-
-
-def _listen(reading: Connection, wake: Callable[[], None]) -> None:
-    """Wake the worker for each byte; leave at once when the serving process is gone."""
-    while True:
-        try:
-            data = os.read(reading.fileno(), 4096)
-        except InterruptedError:
-            continue
-        if not data:
-            os._exit(1)
-        wake()

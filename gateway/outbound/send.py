@@ -1,44 +1,42 @@
 """Drain the outbox: build each delivery's MIME message and hand it to the relay or maildir.
 
 Deliveries are claimed in batches, in one short transaction each: locked for
-`outbound.claim_seconds` under the claim's random owner id. Just before one is sent, the claim on it is checked and
-renewed: a delivery whose lock expired while the batch was slow, and that another sender
-(a second `gateway serve`, `gateway outbox send`) claimed meanwhile, is skipped. It is sent
-outside any transaction, through one relay connection for the whole drain (relay.py), then
-marked sent, retried later with a growing delay, or set aside as failed after
-`outbound.give_up_after_hours` (or at once on a permanent 5xx refusal), and only while the
-claim still holds it: a stale sender's late update changes nothing. Delivery is at least
-once: a crash between sending and marking sends that delivery again once its lock expires.
+`outbound.claim_seconds` under the claim's random owner id (claims.py). Just before one is
+sent, the claim on it is checked and renewed (in the transaction that records the one
+before; a batch's first was claimed a moment before): a delivery whose lock expired while
+the batch was slow, and that another sender (a second `gateway serve`, `gateway outbox
+send`) claimed meanwhile, is skipped. It is built holding no write lock and sent outside
+any transaction, through one relay connection for the whole drain (relay.py; `serve` keeps
+it from one drain to the next), then marked sent, retried later with a growing delay, or
+set aside as failed after `outbound.give_up_after_hours` (or at once on a permanent 5xx
+refusal), and only while the claim still holds it: a stale sender's late update changes
+nothing. Delivery is at least once: a crash between sending and marking sends that
+delivery again once its lock expires.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from gateway import accounts, models
+from gateway import models
 from gateway.config import Settings
 from gateway.db import read_scope, session_scope, utcnow
-from gateway.models import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SENT, Attachment, Delivery, OutboundFile
+from gateway.models import DELIVERY_PENDING, Attachment, Delivery, OutboundFile
 from gateway.outbound import digest, headers
+from gateway.outbound.claims import Failure, Turn, claim, hold, lock, record
 from gateway.outbound.compose import clean_header
 from gateway.outbound.relay import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
-RETRY_MINUTES = (1, 5, 15, 30, 60, 120, 240, 480)
 Clock = Callable[[], dt.datetime]  # naive UTC
-# Around each write transaction: `serve` makes its pipeline give way meanwhile (gateway/worker.py).
-Turn = Callable[[], AbstractContextManager[object]]
 
 
 def build(delivery: Delivery, settings: Settings, files: Sequence[Attachment] = ()) -> EmailMessage:
@@ -105,45 +103,18 @@ def _addresses(header: str, mailboxes: list[tuple[str, str]]) -> headers.Written
     return headers.address_list(header, [(clean_header(name or ""), address) for name, address in mailboxes])
 
 
-@dataclass(frozen=True)
-class Claim:
-    """Deliveries locked by one sender for one batch; `owner` is stored beside each lock."""
-    owner: str
-    ids: list[int]
-
-
-def claim(engine: Engine, now: dt.datetime, lock: dt.timedelta, limit: int = 50,
-          turn: Turn = contextlib.nullcontext) -> Claim:
-    """Lock up to `limit` due deliveries for this sender until `now + lock`, under a new
-    owner id; two senders never share one."""
-    owner = secrets.token_hex(16)
-    # One statement that reads and locks: on SQLite a read followed by a write fails when
-    # another sender wrote in between; on PostgreSQL SKIP LOCKED keeps two senders apart.
-    due = (select(Delivery.id).where(Delivery.status == DELIVERY_PENDING, Delivery.next_attempt_at <= now,
-                                     or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
-           .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))
-    with turn(), session_scope(engine) as session:
-        ids = session.scalars(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
-                              .values(locked_until=now + lock, claim=owner).returning(Delivery.id))
-        return Claim(owner, sorted(ids))
-
-
-def hold(session: Session, delivery_id: int, owner: str, now: dt.datetime, lock: dt.timedelta) -> bool:
-    """Renew the claim `owner` on one delivery until `now + lock`, just before it is sent;
-    False when another sender claimed it since (its lock had expired) or it is done."""
-    renewed = session.execute(update(Delivery).where(
-        Delivery.id == delivery_id, Delivery.claim == owner, Delivery.status == DELIVERY_PENDING)
-        .values(locked_until=now + lock).execution_options(synchronize_session=False))
-    return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
-
-
 def send_one(engine: Engine, settings: Settings, transport: Transport, owner: str, delivery_id: int,
-             clock: Clock, turn: Turn = contextlib.nullcontext) -> str | None:
-    """Send one delivery of the claim `owner` and record the result; returns the new status,
-    or None when another sender holds it now (then nothing is sent, or nothing recorded)."""
-    with turn(), session_scope(engine) as session:
-        if not hold(session, delivery_id, owner, clock(), lock(settings)):
-            return None
+             clock: Clock, turn: Turn = contextlib.nullcontext, renewed: bool = False,
+             renew: int | None = None) -> tuple[str | None, bool]:
+    """Send one delivery of the claim `owner` and record the result: the new status, or None
+    when another sender holds it now (then nothing is sent, or nothing recorded), and whether
+    the claim on `renew` (the batch's next delivery) was renewed with the result. `renewed`:
+    this one's was a moment ago (by the claim, or with the previous result)."""
+    if not renewed:
+        with turn(), session_scope(engine) as session:
+            if not hold(session, delivery_id, owner, clock(), lock(settings)):
+                return None, False
+    with read_scope(engine) as session:  # built holding no write lock
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
         recipient = delivery.recipient
@@ -165,81 +136,40 @@ def send_one(engine: Engine, settings: Settings, transport: Transport, owner: st
     except OSError as exc:  # smtplib's errors are OSErrors too
         failure = Failure(f"{type(exc).__name__}: {exc}")
     with turn():
-        return record(engine, settings, delivery_id, owner, clock(), failure)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a delivery was not sent: the relay's reply or the error, whether it is for good,
-    and whether the relay refused the address itself (the contact is then failing)."""
-    error: str
-    permanent: bool = False
-    address_refused: bool = False
-
-
-def record(engine: Engine, settings: Settings, delivery_id: int, owner: str, now: dt.datetime,
-           failure: Failure | None) -> str | None:
-    """Mark a delivery sent, due again later, or failed, if the claim `owner` still holds
-    it; returns its new status, or None (and changes nothing) when another sender does. A
-    recipient the relay refused for good at RCPT marks the contact failing, as a delivery
-    report does."""
-    with session_scope(engine) as session:
-        # A write first, for the same reason as in `claim`; it releases the lock.
-        held = session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.claim == owner)
-                               .values(attempts=Delivery.attempts + 1, locked_until=None, claim=None)
-                               .execution_options(synchronize_session=False))
-        if held.rowcount != 1:  # type: ignore[attr-defined]
-            log.warning("delivery %s was claimed by another sender meanwhile: its result is theirs", delivery_id)
-            return None
-        delivery = session.get(Delivery, delivery_id)
-        assert delivery is not None
-        if failure is None:
-            delivery.status, delivery.sent_at, delivery.last_error = DELIVERY_SENT, now, None
-            return delivery.status
-        delivery.last_error = failure.error[:2000]
-        give_up = delivery.created_at + dt.timedelta(hours=settings.outbound.give_up_after_hours)
-        delay = dt.timedelta(minutes=RETRY_MINUTES[min(delivery.attempts, len(RETRY_MINUTES)) - 1])
-        if failure.permanent or now + delay > give_up:
-            delivery.status = DELIVERY_FAILED
-            log.warning("delivery %s to %s set aside: %s", delivery_id, delivery.recipient, failure.error)
-        else:
-            delivery.next_attempt_at = now + delay
-        if failure.address_refused:
-            accounts.mark_failing(session, [delivery.recipient.lower()], now)
-        return delivery.status
+        return record(engine, settings, delivery_id, owner, clock(), failure, renew)
 
 
 def drain(engine: Engine, settings: Settings, now: dt.datetime | Clock | None = None,
-          turn: Turn = contextlib.nullcontext) -> dict[str, int]:
+          turn: Turn = contextlib.nullcontext, transport: Transport | None = None) -> dict[str, int]:
     """Send every due delivery once, through one relay connection; returns how many ended in
     each status (`skipped`: another sender held it). `now` is a fixed time or a clock to
     read (default: the real time), read at each claim and each delivery. Held-back notices
-    whose window ended are first merged into their digests (digest.py)."""
+    whose window ended are first merged into their digests (digest.py). `transport`: a
+    connection the caller keeps from one drain to the next (by default one for this drain)."""
     clock = _clock(now)
     counts: Counter[str] = Counter()
     if not due(engine, clock()):
         return {}
-    with turn():
-        digest.flush(engine, settings, clock())
-    with Transport(settings) as transport:
+    if due(engine, clock(), (models.DELIVERY_HELD_BACK,)):  # a write only when there is one
+        with turn():
+            digest.flush(engine, settings, clock())
+    with contextlib.nullcontext(transport) if transport is not None else Transport(settings) as out:
         while (batch := claim(engine, clock(), lock(settings), turn=turn)).ids:
-            for delivery_id in batch.ids:
-                done = send_one(engine, settings, transport, batch.owner, delivery_id, clock, turn)
+            renewed = True  # the first was claimed a moment ago; each next one with the result before
+            for index, delivery_id in enumerate(batch.ids):
+                following = batch.ids[index + 1] if index + 1 < len(batch.ids) else None
+                done, renewed = send_one(engine, settings, out, batch.owner, delivery_id, clock, turn,
+                                         renewed, following)
                 counts[done or "skipped"] += 1
     return dict(counts)
 
 
-def due(engine: Engine, now: dt.datetime) -> bool:
+def due(engine: Engine, now: dt.datetime,
+        statuses: tuple[str, ...] = (DELIVERY_PENDING, models.DELIVERY_HELD_BACK)) -> bool:
     """Whether anything is due, read without a write lock (an idle sender never blocks a door)."""
     with read_scope(engine) as session:
         return session.scalar(select(Delivery.id).where(
-            Delivery.status.in_((DELIVERY_PENDING, models.DELIVERY_HELD_BACK)), Delivery.next_attempt_at <= now)
-            .limit(1)) is not None
-
-
-def lock(settings: Settings) -> dt.timedelta:
-    """How long a claim holds a delivery."""
-    return dt.timedelta(seconds=settings.outbound.claim_seconds)
+            Delivery.status.in_(statuses), Delivery.next_attempt_at <= now).limit(1)) is not None
 
 
 def _clock(now: dt.datetime | Clock | None) -> Clock:

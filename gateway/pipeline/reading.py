@@ -24,22 +24,36 @@ class Read:
     notes: tuple[str, ...] = ()      # reasons to add to the outcome's
 
 
-def read(engine: Engine, ids: list[int]) -> list[Read]:
-    """Read and parse stored messages, holding no lock; missing ids are left out."""
+@dataclass(frozen=True)
+class Fetched:
+    """A stored message's raw bytes, and the message whose Message-ID it reuses, if any."""
+    id: int
+    raw: bytes
+    reused: int | None
+
+
+def fetch(engine: Engine, ids: list[int]) -> list[Fetched]:
+    """Read stored messages, holding no lock; missing ids are left out."""
     with read_scope(engine) as session:
         rows = {row.id: row for row in session.execute(select(
             InboundMessage.id, InboundMessage.raw, InboundMessage.message_id,
             InboundMessage.dedupe_key).where(InboundMessage.id.in_(ids)))}
-        reused = {i: intake.reused_message_id(session, i, row.message_id, row.dedupe_key)
-                  for i, row in rows.items()}
-    return [parsed_read(i, rows[i].raw, reused[i]) for i in ids if i in rows]
+        reused = intake.reused_message_ids(session, [(i, r.message_id, r.dedupe_key) for i, r in rows.items()])
+    return [Fetched(i, rows[i].raw, reused.get(i)) for i in ids if i in rows]
 
 
-def parsed_read(inbound_id: int, raw: bytes, reused: int | None) -> Read:
-    try:
-        parsed = parse(raw)
-    except Exception as exc:  # noqa: BLE001 - raised again in _process_in, which holds it
-        return Read(inbound_id, raw, None, exc)
+def read(engine: Engine, ids: list[int]) -> list[Read]:
+    """Read and parse stored messages, holding no lock; missing ids are left out."""
+    return [parsed_read(f.id, f.raw, f.reused) for f in fetch(engine, ids)]
+
+
+def parsed_read(inbound_id: int, raw: bytes, reused: int | None, parsed: ParsedMail | None = None) -> Read:
+    """The message as the pipeline decides it; `parsed` is `parse(raw)` when already known."""
+    if parsed is None:
+        try:
+            parsed = parse(raw)
+        except Exception as exc:  # noqa: BLE001 - raised again in _process_in, which holds it
+            return Read(inbound_id, raw, None, exc)
     notes = parsed.notes
     if reused is not None:
         # Its Message-ID belongs to another message: replies to it must not find this case.

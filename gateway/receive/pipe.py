@@ -17,11 +17,13 @@ from sqlalchemy import Engine
 
 from gateway import intake
 from gateway.config import Settings
+from gateway.pipeline import ahead
 from gateway.pipeline import run as pipeline
 from gateway.receive.pipe_exit import Delivery, reason
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages stored, then processed, per transaction when replaying a folder
+AHEAD = 2  # batches parsed ahead of the one being decided (a busy machine may slow the parser)
 
 STDIN = "<stdin>"
 # What Postfix's pipe(8) puts for the null sender in ${sender} unless told otherwise
@@ -81,12 +83,13 @@ def _message_files(folder: Path) -> Iterator[Path]:
             yield entry
 
 
-def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
-              door: str = "pipe", batch_size: int = BATCH) -> tuple[list[int], list[str]]:
+def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]], door: str = "pipe",
+              batch_size: int = BATCH, backlog: Callable[[], None] = lambda: None) -> tuple[list[int], list[str]]:
     """Store each message; return the stored ids and the labels that could not be stored.
 
     A message that fails is logged and skipped, never raised, so one bad moment does not
     stop a backlog; the caller decides the exit status from the failed labels.
+    `backlog()` is called before each full batch is stored that more messages follow.
     """
     stored: list[int] = []
     failed: list[str] = []
@@ -105,9 +108,10 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]],
         batch.clear()
 
     for item in sources:
-        batch.append(item)
         if len(batch) >= batch_size:
+            backlog()
             flush()
+        batch.append(item)
     if batch:
         flush()
     return stored, failed
@@ -122,27 +126,40 @@ def ingest(connect: Callable[[], tuple[Settings, Engine]], paths: list[str],
     (files have none). `delivery` is marked stored once every message is committed; a
     message that could not be stored is named on its line and leaves the status at 75.
     A failure to process is logged and leaves the messages to `serve`: it never changes the
-    status. Raises what prevents storing (`pipe_exit.run` makes it a 75).
+    status. Raises what prevents storing (`pipe_exit.run` makes it a 75). A backlog of more
+    than one batch is parsed ahead in a process beside this one (`pipeline.ahead`).
     """
+    with ahead.Parser() as parser:
+        if paths:
+            settings, engine = connect()
+            ids, failed = store_all(engine, read_sources(paths), backlog=parser.start)
+        else:
+            [(_, raw)] = read_sources([])
+            settings, engine = connect()
+            ids, failed = [intake.store(engine, raw, door="pipe", envelope_from=envelope.sender,
+                                        envelope_to=list(envelope.recipients)).id], []
+        if failed:
+            delivery.line = f"gateway: could not store {', '.join(failed)} (see the log)"
+        else:
+            delivery.stored()
+        process_all(engine, settings, ids, delivery, parser)
     if paths:
-        settings, engine = connect()
-        ids, failed = store_all(engine, read_sources(paths))
-    else:
-        [(_, raw)] = read_sources([])
-        settings, engine = connect()
-        ids, failed = [intake.store(engine, raw, door="pipe", envelope_from=envelope.sender,
-                                    envelope_to=list(envelope.recipients)).id], []
-    if failed:
-        delivery.line = f"gateway: could not store {', '.join(failed)} (see the log)"
-    else:
-        delivery.stored()
-    for start in range(0, len(ids), BATCH):
-        batch = ids[start:start + BATCH]
+        delivery.summary = f"{len(ids)} message(s) stored and processed"
+
+
+def process_all(engine: Engine, settings: Settings, ids: list[int], delivery: Delivery,
+                parser: ahead.Parser) -> None:
+    """Process stored messages a batch at a time, each read and parsed while those before
+    it are decided. A batch that fails is logged and named on the delivery's line."""
+    batches = [ids[start:start + BATCH] for start in range(0, len(ids), BATCH)]
+    ahead_of = 0  # batches[:ahead_of] were handed to the parser
+    for index, batch in enumerate(batches):
+        for later in batches[ahead_of:index + 1 + AHEAD]:  # this one and the next AHEAD
+            parser.prefetch(engine, later)
+        ahead_of = max(ahead_of, index + 1 + AHEAD)
         try:
-            pipeline.process_many(engine, settings, batch)
+            pipeline.process_many(engine, settings, batch, reader=parser.read)
         except Exception as exc:
             log.exception("messages %s..%s stored, processing deferred", batch[0], batch[-1])
             delivery.line = delivery.line or (f"gateway: messages {batch[0]}..{batch[-1]} stored, "
                                               f"processing deferred ({reason(exc)})")
-    if paths:
-        delivery.summary = f"{len(ids)} message(s) stored and processed"

@@ -1,0 +1,64 @@
+"""What a worker process of `serve` runs beside its loops (worker_process.py): the warm-up
+before it says it is ready, its reports to the serving process, the wake-ups it gives the
+sender and the ones it listens for.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from gateway.config import Settings
+from gateway.worker import Report
+
+log = logging.getLogger(__name__)
+WARM_KINDS = ("case_opened", "case_message", "agent_new_case", "agent_message")  # compiled ahead
+
+
+def warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
+    """What the first messages would otherwise pay for: the pipeline's modules and the
+    templates of everyday answers (a few hundred milliseconds, seconds on a busy machine)."""
+    if "pipeline" not in parts:
+        return
+    from gateway.outbound import compose
+    from gateway.pipeline import reading, run  # noqa: F401 - imported for their import's cost
+    for lang, kind, suffix in itertools.product(compose.LANGUAGES, WARM_KINDS, (".txt", ".html")):
+        try:
+            compose.environment(settings.templates_dir, suffix == ".html").get_template(f"{lang}/{kind}{suffix}")
+        except Exception:  # a template that fails fails on its message, as before
+            log.debug("template %s/%s%s not compiled ahead", lang, kind, suffix, exc_info=True)
+
+
+def reporter(reports: Connection) -> Report:
+    lock = threading.Lock()
+
+    def report(event: tuple[Any, ...]) -> None:
+        with lock, contextlib.suppress(OSError):  # the serving process is gone: nobody to tell
+            reports.send(event)
+    return report
+
+
+def waker(wakes: Connection) -> Callable[[], None]:
+    os.set_blocking(wakes.fileno(), False)
+
+    def wake() -> None:
+        with contextlib.suppress(OSError):
+            os.write(wakes.fileno(), b"\0")
+    return wake
+
+
+def listen(reading: Connection, wake: Callable[[], None]) -> None:
+    """Wake the worker for each byte; leave at once when the serving process is gone."""
+    while True:
+        try:
+            data = os.read(reading.fileno(), 4096)
+        except InterruptedError:
+            continue
+        if not data:
+            os._exit(1)
+        wake()
