@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.models import Attachment, Case, CaseEvent, Client, Contact, Licence, Status
+from gateway import rows
+from gateway.models import Case, Client, Contact, Licence, Status
 from gateway.outbound.outbox import StoredFile
 from gateway.pipeline.parse import Attachment as ParsedAttachment
 
@@ -80,12 +81,19 @@ def move(case: Case, by: Move, now: dt.datetime) -> Change:
 
 def open_case(session: Session, *, client: Client, contact: Contact, licence: Licence, module: str | None,
               criticality: int, title: str, thread_id: str, now: dt.datetime) -> Case:
-    """A new case (status nouveau), flushed so it has its number; its first event is the caller's."""
-    case = Case(client=client, licence=licence, module=module, criticality=criticality, priority=False,
-                title=title[:500], status=Status.NEW, main_contact=contact, thread_id=thread_id,
-                opened_at=now, updated_at=now, last_customer_at=now)
+    """A new case (status nouveau), written so it has its number; its first event and its
+    distribution list are the caller's. The row is written by a Core statement and the case
+    joins the session as if read back (the unit of work would cost a flush of its own)."""
+    values: dict[str, object] = dict.fromkeys(rows.CASES.c.keys())
+    values.update(client_id=client.id, licence_id=licence.id, module=module, criticality=criticality,
+                  priority=False, title=title[:500], status=Status.NEW, main_contact_id=contact.id,
+                  thread_id=thread_id, opened_at=now, updated_at=now, last_customer_at=now)
+    del values["id"]
+    case = Case(id=rows.new_id(session, rows.ADD_CASE, values), **values)
+    case.client, case.licence, case.main_contact = client, licence, contact
+    make_transient_to_detached(case)
+    set_committed_value(case, "distribution", [])
     session.add(case)
-    session.flush()
     return case
 
 
@@ -93,18 +101,17 @@ def event(session: Session, case: Case, kind: str, *, author: str, text: str, no
           inbound_id: int | None = None, internal: bool = False) -> int:
     """Append an event to the case's timeline; its id. (A Core insert: the timeline is
     append-only and this is on the path of every message.)"""
-    return session.execute(insert(CaseEvent).values(
-        case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal,
-        inbound_id=inbound_id).returning(CaseEvent.id)).scalar_one()
+    return rows.new_id(session, rows.ADD_EVENT, dict(
+        case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal, inbound_id=inbound_id))
 
 
-def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def _batches(files: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """The rows in statements of at most `FILES_PER_STATEMENT` bytes of data (a file bigger
     than that alone): a statement holds its files several times over while it runs (the
     bound parameters, the row as the database builds it, its pages)."""
     batch: list[dict[str, Any]] = []
     size = 0
-    for row in rows:
+    for row in files:
         if batch and size + len(row["data"]) > FILES_PER_STATEMENT:
             yield batch
             batch, size = [], 0
@@ -118,13 +125,12 @@ def store_files(session: Session, case: Case, event_id: int,
                 attachments: Sequence[ParsedAttachment]) -> list[StoredFile]:
     """Keep a message's files on the case's event, with their size and SHA-256; what the
     outbox needs to carry them along."""
-    rows = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
-                 content_type=att.content_type[:255], size=len(att.data),
-                 sha256=hashlib.sha256(att.data).hexdigest(), data=att.data, inline=att.inline)
-            for att in attachments]
-    if not rows:
+    files = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
+                  content_type=att.content_type[:255], size=len(att.data),
+                  sha256=hashlib.sha256(att.data).hexdigest(), data=att.data, inline=att.inline)
+             for att in attachments]
+    if not files:
         return []
-    statement = insert(Attachment).returning(Attachment.id, sort_by_parameter_order=True)
-    ids = [i for batch in _batches(rows) for i in session.scalars(statement, batch)]
+    ids = [i for batch in _batches(files) for i in rows.new_ids(session, rows.ADD_FILES, batch)]
     return [StoredFile(i, att.filename[:255], att.content_type[:255], len(att.data), att.inline)
             for i, att in zip(ids, attachments, strict=True)]

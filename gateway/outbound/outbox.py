@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from gateway import rows
 from gateway.config import Settings
-from gateway.models import DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundFile, OutboundMessage
+from gateway.models import DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundMessage
 from gateway.outbound import compose, token
 from gateway.outbound import size as mail_size
 
@@ -149,8 +150,8 @@ class Outbox:
 
     def _attach(self, messages: list[int], attached: list[int]) -> None:
         if attached:
-            self.session.execute(insert(OutboundFile), [
-                dict(message_id=m, attachment_id=a) for m in messages for a in attached])
+            rows.add(self.session, rows.ADD_OUTBOUND_FILES,
+                     [dict(message_id=m, attachment_id=a) for m in messages for a in attached])
 
     def _render(self, kind: str, groups: dict[str, list[Recipient]],
                 ctx: dict[str, Any]) -> dict[str, compose.Rendered]:
@@ -191,28 +192,29 @@ class Outbox:
     def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
                recipients: list[Recipient], case: Case | None, auto_submitted: str,
                confirmation: int | None = None, audience: str = "") -> int:
-        # Core inserts: the outbox is write-only here, and the unit of work would cost
-        # more than the rendering on a busy backlog.
+        # Core inserts (rows.py): the outbox is write-only here, the unit of work would cost more.
         references = [case.thread_id] if case else []
         if self.answering and self.answering not in references:
             references.append(self.answering)
-        message_id = self.session.execute(insert(OutboundMessage).returning(OutboundMessage.id), [dict(
-            created_at=self.now, kind=kind, case_id=case.id if case else None,
-            inbound_id=self.inbound_id, message_id=new_message_id(self.settings),
-            in_reply_to=self.answering or (case.thread_id if case else None),
+        header = new_message_id(self.settings)
+        message_id = rows.new_id(self.session, rows.ADD_OUTBOUND, dict(
+            created_at=self.now, kind=kind, case_id=case.id if case else None, inbound_id=self.inbound_id,
+            message_id=header, in_reply_to=self.answering or (case.thread_id if case else None),
             references=" ".join(references) or None, auto_submitted=auto_submitted,
             to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
             subject=rendered.subject, text=rendered.text, html=rendered.html, audience=audience,
-            author=(self.author or "")[:320] or None)]).scalar_one()
-        rows = []
+            author=(self.author or "")[:320] or None))
+        rows.seen_outbound(self.session, header, message_id, case.id if case else None)
+        deliveries = []
         for r in recipients:
             # The author's own copy (an acknowledgement) always goes: only others' are capped.
             capped = audience == NOTICE and r.address != (self.author or "").lower()
             held = self._held_until(r.address, case) if capped else None
-            rows.append(dict(message_id=message_id, recipient=r.address, created_at=self.now,
-                             next_attempt_at=held or self.now, token=self._token(r.address, case, confirmation),
-                             status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
-        self.session.execute(insert(Delivery), rows)
+            deliveries.append(dict(
+                message_id=message_id, recipient=r.address, created_at=self.now, next_attempt_at=held or self.now,
+                token=self._token(r.address, case, confirmation),
+                status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
+        rows.add(self.session, rows.ADD_DELIVERIES, deliveries)
         return message_id
 
     def _held_until(self, address: str, case: Case | None) -> dt.datetime | None:

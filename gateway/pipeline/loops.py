@@ -12,11 +12,9 @@ import datetime as dt
 import re
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from gateway.config import Settings
 from gateway.models import Delivery, Disposition, OutboundMessage
-from gateway.pipeline.parse import ParsedMail
+from gateway.pipeline.reference import loop_ids
 from gateway.pipeline.work import Outcome, Work
 
 CANDIDATES = 10         # recent mails to the sender compared with the text
@@ -30,11 +28,10 @@ _FORWARD_LINE = re.compile(
     re.IGNORECASE)
 
 
-def own_mail(session: Session, settings: Settings, parsed: ParsedMail, sender: str | None,
-             now: dt.datetime) -> str | None:
+def own_mail(work: Work) -> str | None:
     """Why this message is one of the gateway's own mails coming back, or None."""
-    if parsed.message_id and session.scalar(select(OutboundMessage.id).where(
-            OutboundMessage.message_id == parsed.message_id)) is not None:
+    parsed, settings = work.parsed, work.settings
+    if parsed.message_id and parsed.message_id in work.ours():
         return f"its Message-ID {parsed.message_id} is one of the gateway's own"
     # A forwarder puts our mail inline or below a header block (then it is not new text);
     # lines quoted with ">" are a person's reply quoting us, never a copy.
@@ -44,7 +41,7 @@ def own_mail(session: Session, settings: Settings, parsed: ParsedMail, sender: s
         return None
     body = _shingles(unquoted)
     added = _words(parsed.new_text, skip=_FORWARD_LINE)
-    for outbound_id, text in _candidates(session, parsed, sender, now):
+    for outbound_id, text in _candidates(work):
         ours = _shingles(_words(text))
         if len(ours) >= 10 and len(ours & body) >= 0.6 * len(ours) and _nothing_added(added, text, ours):
             return f"the text of outbound message {outbound_id}, come back with nothing added"
@@ -67,15 +64,13 @@ def _nothing_added(words: list[str], text: str, ours: set[tuple[str, ...]]) -> b
     return len(theirs - ours) <= 0.2 * len(theirs)
 
 
-def _candidates(session: Session, parsed: ParsedMail, sender: str | None,
-                now: dt.datetime) -> list[tuple[int, str]]:
+def _candidates(work: Work) -> list[tuple[int, str]]:
     """Our mails this one may be a copy of: those it refers to, and the newest sent to its
-    sender. Two look-ups by index (Message-ID; recipient and date), then the texts by id:
-    none of them walks the outbox, however long its history."""
-    ids = list(dict.fromkeys(parsed.in_reply_to + parsed.references))[:CANDIDATES]
-    wanted: set[int] = set()
-    if ids:
-        wanted.update(session.scalars(select(OutboundMessage.id).where(OutboundMessage.message_id.in_(ids))))
+    sender. Two look-ups by index (Message-ID, shared with the case reference; recipient
+    and date), then the texts by id: none of them walks the outbox, however long its history."""
+    session, sender, now = work.session, work.sender.address, work.now
+    mine = work.ours()
+    wanted = {mine[i].id for i in loop_ids(work.parsed) if i in mine}
     if sender:
         wanted.update(session.scalars(
             select(Delivery.message_id).where(Delivery.recipient == sender, Delivery.created_at >= now - RECENT)
@@ -89,9 +84,9 @@ def _candidates(session: Session, parsed: ParsedMail, sender: str | None,
 
 def came_back(work: Work) -> bool:
     """The message is one of the gateway's own mails coming back."""
-    return own_mail(work.session, work.settings, work.parsed, work.sender.address, work.now) is not None
+    return own_mail(work) is not None
 
 
 def ignore(work: Work) -> Outcome:
-    reason = own_mail(work.session, work.settings, work.parsed, work.sender.address, work.now)
+    reason = own_mail(work)
     return Outcome(Disposition.IGNORED, (f"the gateway's own mail coming back (loop): {reason}",))

@@ -35,7 +35,7 @@ from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
-from gateway.pipeline import safety
+from gateway.pipeline import known, safety
 from gateway.pipeline.grammar import parse_request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.reading import Read, groups, parsed_read, read
@@ -163,6 +163,7 @@ def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetim
     done: list[Outcome | None] = []
     try:
         with session_scope(engine) as session:
+            known.prefetch_batch(session, [r.parsed for r in reads if r.parsed is not None])
             for r in reads:
                 done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False))
                 if pace.pause():

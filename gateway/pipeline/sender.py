@@ -5,11 +5,10 @@ the rules ask for a proof before an agent's message acts (gateway/rules/confirma
 """
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.models import CONTACT_ACTIVE, Contact
+from gateway.pipeline import known
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import verdict
 from gateway.pipeline.work import Sender, active_agents
@@ -24,8 +23,7 @@ def identify(session: Session, settings: Settings, parsed: ParsedMail) -> Sender
     if address is None or auth.dmarc == "fail":
         return Sender(address, parsed.from_name, None, (), default, auth)
     agent = next((a for a in active_agents(session) if a.email == address), None)
-    contacts = tuple(session.scalars(select(Contact).options(joinedload(Contact.client)).where(
-        Contact.email == address, Contact.status == CONTACT_ACTIVE).order_by(Contact.id)))
+    contacts = known.contacts(session, address)  # read once per batch (known.py)
     language = default
     if agent is None and contacts:
         first = contacts[0]

@@ -17,7 +17,7 @@ from gateway.pipeline import example
 from gateway.pipeline.grammar import Request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.proof import Verdict
-from gateway.pipeline.reference import Reference, find_case
+from gateway.pipeline.reference import OurMail, Reference, find_case, mail_ids, our_mails
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,21 @@ class Work:
     outbox: Outbox
 
     found: Reference | None = None  # the case the message refers to, once looked for
+    mine: dict[str, OurMail] | None = None  # the gateway's own mails it names, once looked for
 
     def reference(self) -> Reference:
         """The case the message refers to (found once; the case row is then locked)."""
         if self.found is None:
             self.found = find_case(self.session, self.settings, self.parsed, self.request,
-                                   self.inbound, self.sender)
+                                   self.inbound, self.sender, self.ours())
         return self.found
+
+    def ours(self) -> dict[str, OurMail]:
+        """The gateway's own mails among the message's Message-ID and those it refers to,
+        by Message-ID (one look-up for the loop check and the case reference)."""
+        if self.mine is None:
+            self.mine = our_mails(self.session, mail_ids(self.parsed))
+        return self.mine
 
     @property
     def case(self) -> Case | None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from gateway import cases, portfolio, timeline
 from gateway.models import CONTACT_ACTIVE, Contact, Disposition, Licence
 from gateway.outbound.outbox import new_message_id
+from gateway.pipeline import known
 from gateway.pipeline.grammar import normalise
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.rules import confirmation
@@ -94,6 +95,7 @@ def _add(work: Work, requester: Contact, existing: Contact | None, email: str, f
     contact.status = CONTACT_ACTIVE
     work.session.add(contact)
     work.session.flush()
+    known.forget(work.session)
     context = {"contact": contact, "requester": requester, "client": requester.client, "action": "add",
                "licences": portfolio.client_licences(work.session, requester.client_id)}
     work.outbox.post("contact_added", [contact_recipient(contact)], context=context)
@@ -122,6 +124,7 @@ def _update(work: Work, requester: Contact, existing: Contact | None, email: str
     existing.name = fields.get("name", existing.name)[:255]
     existing.phone = fields.get("phone", existing.phone)[:64]
     existing.language = language or existing.language
+    known.forget(work.session)
     context = {"contact": existing, "requester": requester, "client": requester.client, "action": "update"}
     work.outbox.post("contact_added", [contact_recipient(existing)], context=context)
     work.outbox.post("contact_result", [work.sender_recipient()], context=context,  # type: ignore[list-item]

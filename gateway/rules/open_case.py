@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import unicodedata
 
-from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import cases
-from gateway.models import CONTACT_ACTIVE, Case, Client, Contact, Disposition, DistributionEntry, Licence, reference_key
+from gateway.models import Case, Client, Contact, Disposition, DistributionEntry, Licence, reference_key
 from gateway.outbound.outbox import NOTICE, new_message_id
+from gateway.pipeline import known
 from gateway.pipeline.grammar import BODY_FIELDS, split_addresses
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 from gateway.rules import handover, priority
@@ -56,8 +56,9 @@ def apply(work: Work) -> Outcome:
         return work.refuse([Problem("not_a_contact", {
             "client": code, "own_codes": [c.client.code for c in work.sender.contacts]})])
     client = contact.client
-    licence = session.scalar(select(Licence).where(
-        Licence.serial_key == reference_key(serial), Licence.client_id == client.id))
+    # The client's licences are read once per batch (pipeline/known.py).
+    licence = next((lic for lic in known.licences(session, client.id) if lic.serial_key == reference_key(serial)),
+                   None)
     if licence is None:
         return work.refuse([Problem("unknown_serial", {"serial": serial, "client": client.code})])
     if not licence.active:
@@ -114,8 +115,7 @@ def _distribution_from_cc(work: Work, case: Case, client: Client, main: Contact,
     for address in dict.fromkeys([author.email] + list(work.parsed.cc) + extra):
         if address == main.email or work.settings.support.mailbox.matches(address):
             continue
-        contact = work.session.scalar(select(Contact).where(
-            Contact.client_id == client.id, Contact.email == address, Contact.status == CONTACT_ACTIVE))
+        contact = next((c for c in known.contacts(work.session, address) if c.client_id == client.id), None)
         if contact is None:
             not_added.append(address)
         elif contact.id not in added:

@@ -29,7 +29,7 @@ from gateway.models import (
     reference_key,
 )
 from gateway.outbound.outbox import STRANGER, Recipient
-from gateway.pipeline import example
+from gateway.pipeline import example, known
 from gateway.pipeline.work import Outcome, Problem, Work, contact_recipient
 
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
@@ -143,6 +143,7 @@ def confirm(work: Work) -> Outcome:
     assert contact is not None
     contact.status = CONTACT_ACTIVE
     registration.confirmed_at = work.now
+    known.forget(work.session)
     client = work.session.get(Client, registration.client_id)
     assert client is not None
     work.outbox.post("registration_done", [contact_recipient(contact)], include_author=True, context={

@@ -1,0 +1,61 @@
+"""Core statements on the path of every message, built once and run on the session's
+connection.
+
+The timeline, the files and the outbox are append-only on that path: their rows are
+written as plain rows, never as ORM objects, so neither the unit of work nor the ORM's
+bulk-insert layer stands between them and the driver (each statement object is built
+once, so its compiled form is found in the engine's cache without being rebuilt). They run
+in the session's transaction, and never flush it: nothing pending is needed to write them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Insert, Table, insert
+from sqlalchemy.orm import Session
+
+from gateway.models import Attachment, Case, CaseEvent, Delivery, OutboundFile, OutboundMessage
+
+
+def _table(model: type) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]  # a declarative class's table
+    return table
+
+
+CASES, EVENTS, FILES = _table(Case), _table(CaseEvent), _table(Attachment)
+OUTBOUND, DELIVERIES, OUTBOUND_FILES = _table(OutboundMessage), _table(Delivery), _table(OutboundFile)
+
+ADD_CASE: Insert = insert(CASES).returning(CASES.c.id)
+ADD_EVENT: Insert = insert(EVENTS).returning(EVENTS.c.id)
+ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=True)
+ADD_OUTBOUND: Insert = insert(OUTBOUND).returning(OUTBOUND.c.id)
+ADD_DELIVERIES: Insert = insert(DELIVERIES)
+ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
+
+# session.info: the gateway's own mails looked up in this transaction, by Message-ID:
+# (outbound id, case id), or None for a Message-ID that is not one of them.
+OUR_MAILS = "our_mails"
+
+
+def seen_outbound(session: Session, message_id: str, outbound_id: int, case_id: int | None) -> None:
+    """An outbound message just written joins this transaction's look-ups (pipeline/reference.py)."""
+    known = session.info.get(OUR_MAILS)
+    if known is not None:
+        known[message_id] = (outbound_id, case_id)
+
+
+def new_id(session: Session, statement: Insert, values: dict[str, Any]) -> int:
+    """Insert one row; its id."""
+    return int(session.connection().execute(statement, values).scalar_one())
+
+
+def new_ids(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows in one statement (executemany with RETURNING); their ids, in order."""
+    ids: list[int] = list(session.connection().execute(statement, rows).scalars())
+    return ids
+
+
+def add(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """Insert rows in one statement (executemany)."""
+    if rows:
+        session.connection().execute(statement, rows)
