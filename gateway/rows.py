@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Insert, Select, Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Attachment, Case, CaseEvent, Delivery, OutboundFile, OutboundMessage
@@ -31,6 +31,19 @@ ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=
 ADD_OUTBOUND: Insert = insert(OUTBOUND).returning(OUTBOUND.c.id)
 ADD_DELIVERIES: Insert = insert(DELIVERIES)
 ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
+
+
+def _notices(by_author: bool, by_case: bool) -> Select[int, Any]:
+    """A recipient's notices in a window, about an author's messages or a case (outbox.py)."""
+    same = ([OUTBOUND.c.author == bindparam("author")] * by_author
+            + [OUTBOUND.c.case_id == bindparam("case_id")] * by_case)
+    return (select(func.count(), func.min(DELIVERIES.c.created_at)).select_from(DELIVERIES.join(OUTBOUND))
+            .where(DELIVERIES.c.recipient == bindparam("recipient"), DELIVERIES.c.created_at > bindparam("since"),
+                   OUTBOUND.c.audience == bindparam("audience"), or_(*same)))
+
+
+# The outbox's count of a recipient's recent notices (Outbox._held_until), by (author, case).
+NOTICES = {(a, c): _notices(a, c) for a in (False, True) for c in (False, True) if a or c}
 
 # session.info: the gateway's own mails looked up in this transaction, by Message-ID:
 # (outbound id, case id), or None for a Message-ID that is not one of them.

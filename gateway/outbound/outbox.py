@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import rows
@@ -220,17 +220,14 @@ class Outbox:
     def _held_until(self, address: str, case: Case | None) -> dt.datetime | None:
         """When `address` already had its share of notices in the window about this case or
         this author's messages: the end of that window (a loop or a flood is bounded there)."""
-        window = dt.timedelta(minutes=self.settings.support.notice_window_minutes)
-        same = [OutboundMessage.author == self.author] if self.author else []
-        if case is not None:
-            same.append(OutboundMessage.case_id == case.id)
-        if not same:
+        if not self.author and case is None:
             return None
-        count, first = self.session.execute(
-            select(func.count(), func.min(Delivery.created_at)).select_from(Delivery).join(OutboundMessage)
-            .where(Delivery.recipient == address, Delivery.created_at > self.now - window,
-                   OutboundMessage.audience == NOTICE, or_(*same))).one()
-        if count < self.settings.support.notices_per_window:
+        window = dt.timedelta(minutes=self.settings.support.notice_window_minutes)
+        row = self.session.execute(rows.NOTICES[bool(self.author), case is not None], dict(
+            recipient=address, since=self.now - window, audience=NOTICE, author=self.author,
+            case_id=case.id if case else None)).one()
+        first: dt.datetime = row[1]
+        if row[0] < self.settings.support.notices_per_window:
             return None
         return max(first + window, self.now)
 
