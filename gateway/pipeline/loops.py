@@ -33,11 +33,15 @@ def own_mail(work: Work) -> str | None:
     parsed, settings = work.parsed, work.settings
     if parsed.message_id and parsed.message_id in work.ours():
         return f"its Message-ID {parsed.message_id} is one of the gateway's own"
+    # Every mail of the gateway is signed with the support's name: without it, no need to look.
+    # Each word of the name appears in the text if the name does: most mails stop here.
+    name, folded = settings.support.name.casefold(), parsed.text.casefold()
+    if not all(part in folded for part in name.split()):
+        return None
     # A forwarder puts our mail inline or below a header block (then it is not new text);
     # lines quoted with ">" are a person's reply quoting us, never a copy.
     unquoted = _words(parsed.text, skip=_QUOTED)
-    # Every mail of the gateway is signed with the support's name: without it, no need to look.
-    if settings.support.name.casefold() not in " ".join(unquoted):
+    if name not in " ".join(unquoted):
         return None
     body = _shingles(unquoted)
     added = _words(parsed.new_text, skip=_FORWARD_LINE)
