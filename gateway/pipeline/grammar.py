@@ -73,6 +73,7 @@ _NAME_WORDS = 8
 
 _LEADING_NUMBER = re.compile(r"^(?:n\s*[°º]|no\.?(?=\s)|n\.)\s*")
 _SMALL_WORDS = frozenset({"de", "du", "d", "of"})
+_CACHED = 100  # characters of the longest name whose folding is kept
 
 
 def normalise(name: str) -> str:
@@ -82,6 +83,11 @@ def normalise(name: str) -> str:
     "N° de série", "No de serie", "Numéro de série" and "SERIE" all fold to a key of
     `NAMES`; an unknown name folds to a key that is not there.
     """
+    return _folded(name) if len(name) <= _CACHED else _folded.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few names, met in message after message
+def _folded(name: str) -> str:
     folded = unicodedata.normalize("NFKD", name)
     folded = "".join(c for c in folded if not unicodedata.combining(c)).lower().strip()
     folded = _LEADING_NUMBER.sub("", folded)
