@@ -89,7 +89,8 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]], door: str = 
 
     A message that fails is logged and skipped, never raised, so one bad moment does not
     stop a backlog; the caller decides the exit status from the failed labels.
-    `backlog()` is called before each full batch is stored that more messages follow.
+    `backlog()` is called once, when a message follows a full batch (a backlog of more
+    than one batch), as soon as it is read.
     """
     stored: list[int] = []
     failed: list[str] = []
@@ -107,11 +108,14 @@ def store_all(engine: Engine, sources: Iterable[tuple[str, bytes]], door: str = 
                     failed.append(label)
         batch.clear()
 
+    full = 0
     for item in sources:
-        if len(batch) >= batch_size:
-            backlog()
-            flush()
+        if full == 1 and not batch:
+            backlog()  # once: more than one batch follows
         batch.append(item)
+        if len(batch) >= batch_size:
+            full += 1
+            flush()
     if batch:
         flush()
     return stored, failed
