@@ -14,16 +14,20 @@ from sqlalchemy import Engine
 
 from gateway import heap
 from gateway.config import Settings
-from gateway.health import Endpoint
-from gateway.metrics import Metrics
-from gateway.worker import Storing, Worker
+from gateway.worker import Report, Storing, Worker
 from gateway.worker_process import WorkerProcess
 
-if TYPE_CHECKING:  # the doors are imported when enabled, not before
+if TYPE_CHECKING:  # the doors and the endpoint are imported when enabled, not before
+    from gateway.health import Endpoint
+    from gateway.metrics import Metrics
     from gateway.receive.imap import ImapDoor
     from gateway.receive.smtp import DoorController
 
 log = logging.getLogger(__name__)
+
+
+def _unseen(_event: tuple[object, ...]) -> None:
+    """What the workers report, when no /metrics shows it."""
 
 
 class Gateway:
@@ -31,11 +35,16 @@ class Gateway:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings, self.engine = settings, engine
-        self.metrics = Metrics(engine)
+        self.metrics: Metrics | None = None  # counted only for /metrics (prometheus_client: 2 MB)
+        report: Report = _unseen
+        if settings.health.enabled:
+            from gateway.metrics import Metrics
+            self.metrics = Metrics(engine)
+            report = self.metrics.apply
         self.storing = Storing.shared() if settings.serve.worker_process else Storing()
         self.worker: Worker | WorkerProcess = (
-            WorkerProcess(settings, self.storing, self.metrics.apply) if settings.serve.worker_process
-            else Worker(settings, engine, self.storing, report=self.metrics.apply))
+            WorkerProcess(settings, self.storing, report) if settings.serve.worker_process
+            else Worker(settings, engine, self.storing, report=report))
         self.door: DoorController | None = None
         self.imap_door: ImapDoor | None = None
         self.endpoint: Endpoint | None = None
@@ -63,7 +72,8 @@ class Gateway:
             from gateway.receive import imap
             self.imap_door = imap.ImapDoor(self.settings, self.engine, lambda _id: self.worker.wake())
             self.imap_door.start()
-        if self.settings.health.enabled:  # last: its first answer already sees every part up
+        if self.metrics is not None:  # last: its first answer already sees every part up
+            from gateway.health import Endpoint
             health = self.settings.health
             self.endpoint = Endpoint(health.host, health.port, self.engine, self.parts, self.metrics.registry)
             self.endpoint.start()

@@ -22,7 +22,11 @@ WARM_KINDS = ("case_opened", "case_message", "agent_new_case", "agent_message") 
 
 def warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
     """What the first messages would otherwise pay for: the pipeline's modules and the
-    templates of everyday answers (a few hundred milliseconds, seconds on a busy machine)."""
+    templates of everyday answers (a few hundred milliseconds, seconds on a busy machine);
+    the scheduler's modules. The serving process does it before it forks the workers, so
+    that it is done once, in pages they share; a worker then finds it done."""
+    if "jobs" in parts and settings.jobs.enabled:
+        from gateway import scheduler  # noqa: F401 - imported for its import's cost
     if "pipeline" not in parts:
         return
     from gateway.outbound import compose

@@ -59,7 +59,7 @@ def test_a_batch_not_read_ahead_is_read_by_the_writer(loaded) -> None:
 
 def test_what_is_ahead_stays_within_a_group(loaded, monkeypatch) -> None:
     ids = backlog(loaded)
-    monkeypatch.setattr(ahead, "BATCH_BYTES", sum(len(r.raw) for r in reading.read(loaded, ids[:6])))
+    monkeypatch.setattr(ahead, "BATCH_BYTES", sum(r.size for r in reading.read(loaded, ids[:6])))
     with ahead.Parser() as parser:
         parser.start()
         for batch in (ids[:3], ids[3:6], ids[6:]):
@@ -82,7 +82,7 @@ def test_a_parsing_process_that_died_leaves_the_parsing_to_the_writer(loaded) ->
 
 def test_a_message_whose_parsing_raises_is_held_with_its_reason(loaded, settings, monkeypatch) -> None:
     ids = backlog(loaded)[:2]
-    broken = reading.read(loaded, ids[:1])[0].raw
+    broken = reading.fetch(loaded, ids[:1])[0].raw
 
     def parse(raw: bytes):
         if raw == broken:

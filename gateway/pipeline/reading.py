@@ -16,9 +16,11 @@ BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed ahead of one transac
 
 @dataclass(frozen=True)
 class Read:
-    """A stored message as read and parsed before its transaction (no lock held)."""
+    """A stored message as read and parsed before its transaction (no lock held). Its raw
+    bytes are not kept: once parsed, only their size is needed (a 25 MB message held through
+    its transaction cost as much memory again)."""
     id: int
-    raw: bytes
+    size: int
     parsed: ParsedMail | None        # None when parsing raised (a bug): the message is held
     error: BaseException | None = None
     notes: tuple[str, ...] = ()      # reasons to add to the outcome's
@@ -53,13 +55,13 @@ def parsed_read(inbound_id: int, raw: bytes, reused: int | None, parsed: ParsedM
         try:
             parsed = parse(raw)
         except Exception as exc:  # noqa: BLE001 - raised again in _process_in, which holds it
-            return Read(inbound_id, raw, None, exc)
+            return Read(inbound_id, len(raw), None, exc)
     notes = parsed.notes
     if reused is not None:
         # Its Message-ID belongs to another message: replies to it must not find this case.
         parsed = replace(parsed, message_id=None)
         notes += (f"reuses the Message-ID of message {reused} with other content",)
-    return Read(inbound_id, raw, parsed, notes=notes)
+    return Read(inbound_id, len(raw), parsed, notes=notes)
 
 
 def groups(engine: Engine, ids: list[int]) -> list[list[int]]:

@@ -79,12 +79,12 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
     params = {"claim_id": read.id, "claimed_at": now}
-    if len(read.raw) < BIG_ROW:
+    if read.size < BIG_ROW:
         row = session.execute(_CLAIM[retry], params).first()
     else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
         taken = session.execute(_TAKE[retry], params).rowcount == 1  # type: ignore[attr-defined]
         row = session.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
-    return Claimed(row.id, read.raw, row.envelope_from, list(row.envelope_to or []),
+    return Claimed(row.id, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 
 

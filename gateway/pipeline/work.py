@@ -24,7 +24,6 @@ from gateway.pipeline.reference import OurMail, Reference, find_case, mail_ids, 
 class Claimed:
     """What the pipeline reads of a stored message (the row itself is written once, at the end)."""
     id: int
-    raw: bytes
     envelope_from: str | None
     envelope_to: list[str]
     duplicate_of: int | None
