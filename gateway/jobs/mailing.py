@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 
-from gateway.models import DELIVERY_HELD_BACK, DELIVERY_PENDING, Case, Delivery, OutboundMessage
+from gateway.models import Case, Delivery, OutboundMessage
 from gateway.outbound import compose
-from gateway.outbound.outbox import AUTO_GENERATED, NOTICE, Outbox, Recipient, new_message_id
+from gateway.outbound.outbox import AUTO_GENERATED, Outbox, Recipient
 
 
 def _table(model: type) -> Table:
@@ -52,22 +52,6 @@ class Mailing(Outbox):
                recipients: list[Recipient], case: Case | None, auto_submitted: str,
                confirmation: int | None = None, audience: str = "") -> int:
         # The rows Outbox._write inserts at once, kept.
-        references = [case.thread_id] if case else []
-        if self.answering and self.answering not in references:
-            references.append(self.answering)
-        message = dict(
-            created_at=self.now, kind=kind, case_id=case.id if case else None, inbound_id=self.inbound_id,
-            message_id=new_message_id(self.settings), in_reply_to=self.answering or (case.thread_id if case else None),
-            references=" ".join(references) or None, auto_submitted=auto_submitted,
-            to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
-            subject=rendered.subject, text=rendered.text, html=rendered.html, audience=audience,
-            author=(self.author or "")[:320] or None)
-        rows = []
-        for r in recipients:
-            capped = audience == NOTICE and r.address != (self.author or "").lower()
-            held = self._held_until(r.address, case) if capped else None
-            rows.append(dict(recipient=r.address, created_at=self.now, next_attempt_at=held or self.now,
-                             token=self._token(r.address, case, confirmation),
-                             status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
-        self.pending.append((message, rows))
+        self.pending.append(self._rows(kind, rendered, to, cc, recipients, case, auto_submitted,
+                                       confirmation, audience))
         return -len(self.pending)  # no id before `write`: a mail of a job carries no file

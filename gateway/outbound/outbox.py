@@ -177,11 +177,9 @@ class Outbox:
             address = r.address.lower()
             if address == author and (quiet or not include_author):
                 self.suppressed += int(include_author and quiet)
-                continue
-            if address in seen:
-                continue
-            seen.add(address)
-            out.append(r)
+            elif address not in seen:
+                seen.add(address)
+                out.append(r)
         return out
 
     def _token(self, address: str, case: Case | None, confirmation: int | None) -> str:
@@ -193,29 +191,34 @@ class Outbox:
                recipients: list[Recipient], case: Case | None, auto_submitted: str,
                confirmation: int | None = None, audience: str = "") -> int:
         # Core inserts (rows.py): the outbox is write-only here, the unit of work would cost more.
-        references = [case.thread_id] if case else []
-        if self.answering and self.answering not in references:
-            references.append(self.answering)
-        header = new_message_id(self.settings)
-        message_id = rows.new_id(self.session, rows.ADD_OUTBOUND, dict(
+        message, each = self._rows(kind, rendered, to, cc, recipients, case, auto_submitted, confirmation, audience)
+        message_id = rows.new_id(self.session, rows.ADD_OUTBOUND, message)
+        rows.seen_outbound(self.session, message["message_id"], message_id, case.id if case else None)
+        rows.add(self.session, rows.ADD_DELIVERIES, [dict(d, message_id=message_id) for d in each])
+        return message_id
+
+    def _rows(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],
+              recipients: list[Recipient], case: Case | None, auto_submitted: str,
+              confirmation: int | None, audience: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The outbound message's row, and its deliveries' (without the message's id)."""
+        references = [r for r in dict.fromkeys([case.thread_id if case else None, self.answering]) if r]
+        message = dict(
             created_at=self.now, kind=kind, case_id=case.id if case else None, inbound_id=self.inbound_id,
-            message_id=header, in_reply_to=self.answering or (case.thread_id if case else None),
+            message_id=new_message_id(self.settings), in_reply_to=self.answering or (case.thread_id if case else None),
             references=" ".join(references) or None, auto_submitted=auto_submitted,
             to_header=[[r.name, r.address] for r in to], cc_header=[[r.name, r.address] for r in cc],
             subject=rendered.subject, text=rendered.text, html=rendered.html, audience=audience,
-            author=(self.author or "")[:320] or None))
-        rows.seen_outbound(self.session, header, message_id, case.id if case else None)
+            author=(self.author or "")[:320] or None)
         deliveries = []
         for r in recipients:
             # The author's own copy (an acknowledgement) always goes: only others' are capped.
             capped = audience == NOTICE and r.address != (self.author or "").lower()
             held = self._held_until(r.address, case) if capped else None
             deliveries.append(dict(
-                message_id=message_id, recipient=r.address, created_at=self.now, next_attempt_at=held or self.now,
+                recipient=r.address, created_at=self.now, next_attempt_at=held or self.now,
                 token=self._token(r.address, case, confirmation),
                 status=DELIVERY_HELD_BACK if held else DELIVERY_PENDING, attempts=0))
-        rows.add(self.session, rows.ADD_DELIVERIES, deliveries)
-        return message_id
+        return message, deliveries
 
     def _held_until(self, address: str, case: Case | None) -> dt.datetime | None:
         """When `address` already had its share of notices in the window about this case or
