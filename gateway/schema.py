@@ -8,13 +8,12 @@ before. Other commands end soon: they upgrade in their own process (no fork to p
 """
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
+
+from gateway.apart import call as apart_call
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -32,9 +31,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(engine: Engine, apart: bool = False) -> None:
     """Bring the database to the newest schema; safe to run at every start. `apart`: in a
-    child process when this one can fork."""
-    if not (apart and _upgraded_apart(engine)):
-        _upgrade(engine)
+    child process when this one can fork (gateway/apart.py); should it fail there, here."""
+    if apart:
+        try:
+            apart_call(_upgrade_in_child, engine, keeps_out="alembic")
+            return
+        except Exception:  # noqa: BLE001 - done again here, which raises the error as before
+            pass
+    _upgrade(engine)
 
 
 def _upgrade(engine: Engine) -> None:
@@ -43,20 +47,8 @@ def _upgrade(engine: Engine) -> None:
         command.upgrade(alembic_config(connection), "head")
 
 
-def _upgraded_apart(engine: Engine) -> bool:
-    """Upgrade in a forked child; False when it could not (threads running, Alembic already
-    loaded) or failed there. The child uses connections of its own, never this process's."""
-    if threading.active_count() > 1 or "alembic" in sys.modules:
-        return False
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child leaves by os._exit
-        code = 1
-        try:
-            engine.dispose(close=False)
-            _upgrade(engine)
-            engine.dispose()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+def _upgrade_in_child(engine: Engine) -> None:
+    """The child uses connections of its own, never this process's."""
+    engine.dispose(close=False)
+    _upgrade(engine)
+    engine.dispose()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
-import pickle
-import sys
-import threading
 from zoneinfo import ZoneInfo
+
+from gateway import apart
 
 SPAN = range(-1, 11)    # years looked up at once, around the year asked for
 
@@ -43,33 +41,10 @@ def public_holidays(spec: str) -> Holidays:
 
 
 def _dates(spec: str, years: list[int]) -> dict[int, frozenset[dt.date]]:
-    if threading.active_count() > 1 or "holidays" in sys.modules:
+    try:
+        dates: dict[int, frozenset[dt.date]] = apart.call(_look_up, spec, years, keeps_out="holidays")
+    except apart.Unavailable:
         return _look_up(spec, years)
-    reading, writing = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child leaves by os._exit
-        code = 1
-        try:
-            os.close(reading)
-            try:
-                answer: object = _look_up(spec, years)
-            except NotImplementedError as exc:
-                answer = exc
-            with os.fdopen(writing, "wb") as out:
-                pickle.dump(answer, out)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(writing)
-    with os.fdopen(reading, "rb") as source:
-        data = source.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not data:
-        return _look_up(spec, years)
-    result = pickle.loads(data)
-    if isinstance(result, NotImplementedError):
-        raise result
-    dates: dict[int, frozenset[dt.date]] = result
     return dates
 
 
