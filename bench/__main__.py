@@ -340,6 +340,7 @@ def _backends(value: str) -> set[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    args.shared = args.shared.resolve()  # the parts run their scripts from other folders
     bench = Bench(args)
     env = report.environment(procs.ROOT)
     bench.say(f"work folder {bench.work}; load average {env['load_average']} on {env['cpus']} CPUs")
