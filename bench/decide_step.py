@@ -60,6 +60,27 @@ def main() -> int:
     return 0
 
 
+def _count_direct(count: Any) -> None:
+    """Count the statements run on the driver's cursor (gateway/direct.py), which the
+    engine's events do not see; a worktree from before it has none."""
+    try:
+        from gateway.direct import Direct
+    except ImportError:
+        return
+    first, many = Direct.first, Direct.many
+
+    def counted_first(self: Any, *a: Any) -> Any:
+        count()
+        return first(self, *a)
+
+    def counted_many(self: Any, session: Any, rows: list[Any]) -> Any:
+        if rows:
+            count()
+        return many(self, session, rows)
+
+    Direct.first, Direct.many = counted_first, counted_many  # type: ignore[method-assign]
+
+
 def _measure(config: Path, mailbox: Path, profile_to: Path | None) -> dict[str, Any]:
     from gateway import config as gateway_config
     from gateway import schema
@@ -74,6 +95,7 @@ def _measure(config: Path, mailbox: Path, profile_to: Path | None) -> dict[str, 
     counts: collections.Counter[str] = collections.Counter()
     where = ["other"]
     event.listen(engine, "before_cursor_execute", lambda *_: counts.update([where[0]]))
+    _count_direct(lambda: counts.update([where[0]]))
     outcomes: collections.Counter[str] = collections.Counter()
     inside: collections.Counter[str] = collections.Counter()
     decide = run.decide

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Insert, Select, Table, Update, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
+from gateway.direct import Direct
 from gateway.models import Attachment, Case, CaseEvent, Delivery, OutboundFile, OutboundMessage
 
 
@@ -25,11 +26,12 @@ def _table(model: type) -> Table:
 CASES, EVENTS, FILES = _table(Case), _table(CaseEvent), _table(Attachment)
 OUTBOUND, DELIVERIES, OUTBOUND_FILES = _table(OutboundMessage), _table(Delivery), _table(OutboundFile)
 
-ADD_CASE: Insert = insert(CASES).returning(CASES.c.id)
-ADD_EVENT: Insert = insert(EVENTS).returning(EVENTS.c.id)
+# Every message writes these: run on the driver's cursor (direct.py), every column given.
+ADD_CASE = Direct(insert(CASES).returning(CASES.c.id), returns=[CASES.c.id])
+ADD_EVENT = Direct(insert(EVENTS).returning(EVENTS.c.id), returns=[EVENTS.c.id])
+ADD_OUTBOUND = Direct(insert(OUTBOUND).returning(OUTBOUND.c.id), returns=[OUTBOUND.c.id])
+ADD_DELIVERIES = Direct(insert(DELIVERIES))
 ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=True)
-ADD_OUTBOUND: Insert = insert(OUTBOUND).returning(OUTBOUND.c.id)
-ADD_DELIVERIES: Insert = insert(DELIVERIES)
 ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
 
 
@@ -57,9 +59,11 @@ def seen_outbound(session: Session, message_id: str, outbound_id: int, case_id: 
         known[message_id] = (outbound_id, case_id)
 
 
-def new_id(session: Session, statement: Insert, values: dict[str, Any]) -> int:
+def new_id(session: Session, statement: Direct, values: dict[str, Any]) -> int:
     """Insert one row; its id."""
-    return int(session.connection().execute(statement, values).scalar_one())
+    row = statement.first(session, values)
+    assert row is not None  # INSERT … RETURNING id
+    return int(row[0])
 
 
 def new_ids(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> list[int]:
@@ -68,9 +72,11 @@ def new_ids(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> 
     return ids
 
 
-def add(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
+def add(session: Session, statement: Insert | Direct, rows: list[dict[str, Any]]) -> None:
     """Insert rows in one statement (executemany)."""
-    if rows:
+    if isinstance(statement, Direct):
+        statement.many(session, rows)
+    elif rows:
         session.connection().execute(statement, rows)
 
 

@@ -27,12 +27,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import bounds, rows, rules
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
+from gateway.direct import Direct
 from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import known, safety
@@ -83,28 +84,29 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     # What the messages before this one changed in the session is written here, before
     # this message's rules read cases (the outcome and the outbox's counts never flush).
     session.flush()
-    connection = session.connection()
     if read.size < BIG_ROW:
-        row = connection.execute(_CLAIM[retry], params).first()
+        row = _CLAIM[retry].first(session, params)
     else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
+        connection = session.connection()
         taken = connection.execute(_TAKE[retry], params).rowcount == 1
-        row = connection.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
-    return Claimed(row.id, row.envelope_from, list(row.envelope_to or []),
-                   row.duplicate_of) if row is not None else None
+        found = connection.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
+        row = tuple(found) if found is not None else None
+    return Claimed(row[0], row[1], list(row[2] or []), row[3]) if row is not None else None
 
 
 # The message's own row is written by Core statements built once: building a statement for
 # each message (and the ORM's work on it) cost four times what running it does.
 _INBOUND: Table = InboundMessage.__table__  # type: ignore[assignment]  # a declarative class's table
 _TAKE = {retry: update(_INBOUND)
-         .where(_INBOUND.c.id == bindparam("claim_id"), _INBOUND.c.outcome.in_(
-             (Disposition.PENDING, Disposition.HELD) if retry else (Disposition.PENDING,)))
+         .where(_INBOUND.c.id == bindparam("claim_id"), or_(*(
+             _INBOUND.c.outcome == d for d in ((Disposition.PENDING, Disposition.HELD) if retry
+                                               else (Disposition.PENDING,)))))
          .values(attempts=_INBOUND.c.attempts + 1,
                  processed_at=bindparam("claimed_at", type_=_INBOUND.c.processed_at.type))
          for retry in (False, True)}
 _CLAIMED = (_INBOUND.c.id, _INBOUND.c.envelope_from, _INBOUND.c.envelope_to, _INBOUND.c.duplicate_of)
-_CLAIM = {retry: take.returning(*_CLAIMED) for retry, take in _TAKE.items()}
-_DONE = update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id"))  # SET: the columns given
+_CLAIM = {retry: Direct(take.returning(*_CLAIMED), returns=_CLAIMED) for retry, take in _TAKE.items()}
+_DONE = Direct(update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id")))  # SET: the columns given
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
     values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error)
     if parsed is not None:
         values.update(sender=parsed.from_addr, subject=parsed.subject)
-    session.connection().execute(_DONE, {"done_id": read.id, **values})
+    _DONE.first(session, {"done_id": read.id, **values})
     if outcome.release is not None:
         # The message this one confirmed, in the same transaction: confirmed and applied together.
         raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == outcome.release))
