@@ -25,12 +25,13 @@ def test_each_listed_help_is_the_command_s_own(name: str) -> None:
 
 def test_help_lists_every_command_and_loads_none() -> None:
     script = ("import sys\nfrom gateway.cli import main\nmain(['--help'], standalone_mode=False)\n"
-              "print(sorted(m for m in sys.modules if m.startswith(('gateway.cli.', 'gateway.views'))))")
+              "print(' '.join(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    listing = out.split("Commands:\n")[1]
-    assert [line.split()[0] for line in listing.splitlines()[:len(COMMANDS)]] == sorted(COMMANDS)
-    assert listing.splitlines()[-1] == str(["gateway.cli.app", "gateway.cli.ingest", "gateway.cli.table",
-                                           "gateway.cli.trouble"])
+    listing = out.split("Commands:\n")[1].splitlines()
+    assert [line.split()[0] for line in listing[:len(COMMANDS)]] == sorted(COMMANDS)
+    # `ingest`'s own module is the group's (its usage errors under an MTA), and light.
+    modules = {f"gateway.cli.{where.partition(':')[0]}" for where, _ in COMMANDS.values()} - {"gateway.cli.ingest"}
+    assert not (modules | {"gateway.views", "alembic"}) & set(listing[-1].split())
 
 
 def test_a_command_s_own_help_and_an_unknown_command() -> None:
