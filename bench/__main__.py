@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     env = report.environment(procs.ROOT)
     bench.say(f"work folder {bench.work}; load average {env['load_average']} on {env['cpus']} CPUs")
+    procs.compile_gateway()
     try:
         connect_postgres(bench)
         bench.say("generating the corpus")

@@ -26,6 +26,13 @@ SUPPORT = "support@editeur.example"
 CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
+def compile_gateway() -> None:
+    """Compile the measured gateway's modules once, as installing its wheel does: an
+    environment that writes no bytecode (PYTHONDONTWRITEBYTECODE) would otherwise have each
+    `gateway` command compile every module it imports again (0.1 to 0.15 s of CPU each)."""
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "gateway")], check=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from gateway.db import session_scope
@@ -32,12 +31,22 @@ def write(session: Session, name: str, **fields: Any) -> None:
     created if missing and locked before it is read (on SQLite, the first statement being
     a write takes the database's write lock), so neither loses the other's fields."""
     key = PREFIX + name
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = _insert(session)
     session.execute(insert(State).values(key=key, value="{}").on_conflict_do_nothing(index_elements=[State.key]))
     current = session.scalar(select(State.value).where(State.key == key).with_for_update())
     value = json.loads(current or "{}") | fields
     session.execute(update(State).where(State.key == key)
                     .values(value=json.dumps(value, ensure_ascii=False, sort_keys=True)))
+
+
+def _insert(session: Session) -> Any:
+    """The `insert` of the database's own dialect (ON CONFLICT DO NOTHING), imported here:
+    loading PostgreSQL's dialect costs a command on SQLite about 30 ms."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+    return sqlite.insert
 
 
 def save(engine: Engine, name: str, **fields: Any) -> None:

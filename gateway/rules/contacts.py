@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
 from gateway import cases, portfolio, timeline
@@ -47,6 +46,8 @@ def _fields(work: Work) -> dict[str, str]:
 
 
 def _valid(work: Work, raw: str) -> str | None:
+    # Imported here: its tables cost about 35 ms to load, and most mail names no address to check.
+    from email_validator import EmailNotValidError, validate_email
     try:
         result = validate_email(raw, check_deliverability=work.settings.contacts.check_deliverability)
     except EmailNotValidError:
