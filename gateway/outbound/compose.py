@@ -105,10 +105,12 @@ class _Environment(jinja2.Environment):
 
 @functools.lru_cache(maxsize=4)
 def environment(templates_dir: str, autoescape: bool) -> jinja2.Environment:
+    # cache_size=-1: every template kept in a plain dict (a few hundred at most); the default
+    # LRU cache's lock and queue took twice as long at each look-up (five or more a mail).
     env = _Environment(
         loader=jinja2.FileSystemLoader(templates_dir), autoescape=autoescape,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, auto_reload=False)
+        keep_trailing_newline=True, auto_reload=False, cache_size=-1)
     env.filters["criticality"] = lambda n, lang: CRITICALITY_NAMES.get(lang, CRITICALITY_NAMES["fr"]).get(n, str(n))
     env.filters["status"] = lambda s, lang: STATUS_NAMES.get(lang, STATUS_NAMES["fr"]).get(s, s)
     env.filters["filesize"] = file_size
