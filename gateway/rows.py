@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, bindparam, func, insert, or_, select
+from sqlalchemy import Insert, Select, Table, Update, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import Attachment, Case, CaseEvent, Delivery, OutboundFile, OutboundMessage
@@ -72,3 +72,31 @@ def add(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None
     """Insert rows in one statement (executemany)."""
     if rows:
         session.connection().execute(statement, rows)
+
+
+# UPDATE cases SET <these columns> WHERE id = …, by the set of columns a message changed.
+_CASE_UPDATES: dict[frozenset[str], Update] = {}
+
+
+def write_cases(session: Session) -> None:
+    """Write what changed in the session's cases (a status, its dates) by Core statements
+    built once per set of columns, then mark them unchanged, so that the unit of work finds
+    nothing to do there: its flush cost far more than the statement. A case with anything
+    else changed (its distribution list, a relationship) is left to the flush."""
+    for case in [c for c in session.dirty if isinstance(c, Case)]:
+        state = inspect(case)
+        if not state.committed_state.keys() <= _COLUMNS:
+            continue
+        # As the flush does: only the columns whose value changed (committed_state: the old ones).
+        keys = frozenset(k for k, old in state.committed_state.items() if state.dict.get(k) != old)
+        if keys:
+            statement = _CASE_UPDATES.get(keys)
+            if statement is None:
+                statement = _CASE_UPDATES[keys] = update(CASES).where(CASES.c.id == bindparam("case_id")).values(
+                    {key: bindparam(f"new_{key}", type_=CASES.c[key].type) for key in keys})
+            values = {f"new_{key}": state.dict[key] for key in keys}
+            session.connection().execute(statement, {"case_id": case.id, **values})
+        state._commit_all(state.dict, session.identity_map)  # as the flush does once it wrote the row
+
+
+_COLUMNS = frozenset(CASES.c.keys()) - {"id"}

@@ -106,7 +106,7 @@ class Outbox:
     def answers_left(self, address: str) -> bool:
         """Whether `address` may get one more automatic answer this hour (loop protection)."""
         since = self.now - dt.timedelta(hours=1)
-        sent = self.session.scalar(
+        sent = self.session.connection().scalar(  # Core-written rows: no flush needed first
             select(func.count()).select_from(Delivery).join(OutboundMessage)
             .where(Delivery.recipient == address, Delivery.created_at >= since,
                    OutboundMessage.auto_submitted == AUTO_REPLIED))
@@ -226,7 +226,7 @@ class Outbox:
         if not self.author and case is None:
             return None
         window = dt.timedelta(minutes=self.settings.support.notice_window_minutes)
-        row = self.session.execute(rows.NOTICES[bool(self.author), case is not None], dict(
+        row = self.session.connection().execute(rows.NOTICES[bool(self.author), case is not None], dict(
             recipient=address, since=self.now - window, audience=NOTICE, author=self.author,
             case_id=case.id if case else None)).one()
         first: dt.datetime = row[1]
@@ -236,7 +236,7 @@ class Outbox:
 
     def strangers_answered(self) -> int:
         """Answers to strangers in the last hour, all addresses together."""
-        return self.session.scalar(
+        return self.session.connection().scalar(
             select(func.count()).select_from(Delivery).join(OutboundMessage)
             .where(OutboundMessage.audience == STRANGER,
                    OutboundMessage.created_at >= self.now - dt.timedelta(hours=1))) or 0

@@ -72,7 +72,8 @@ def _candidates(work: Work) -> list[tuple[int, str]]:
     """Our mails this one may be a copy of: those it refers to, and the newest sent to its
     sender. Two look-ups by index (Message-ID, shared with the case reference; recipient
     and date), then the texts by id: none of them walks the outbox, however long its history."""
-    session, sender, now = work.session, work.sender.address, work.now
+    # The outbox is written by Core statements (gateway/rows.py): nothing pending to flush first.
+    session, sender, now = work.session.connection(), work.sender.address, work.now
     mine = work.ours()
     wanted = {mine[i].id for i in loop_ids(work.parsed) if i in mine}
     if sender:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from gateway import bounds, rules
+from gateway import bounds, rows, rules
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
@@ -67,6 +67,7 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     outbox = Outbox(session, settings, now, answering=parsed.message_id, inbound_id=inbound.id,
                     author=sender.address, quiet_author=quiet is not None)
     outcome = rules.decide(Work(session, settings, now, inbound, parsed, request, sender, outbox))
+    rows.write_cases(session)
     if outbox.suppressed:
         outcome = replace(outcome, reasons=outcome.reasons + (f"no automatic answer to the sender: {quiet}",))
     return outcome
@@ -79,11 +80,15 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
     process one message twice: the loser waits for the winner's commit, then sees no row.
     """
     params = {"claim_id": read.id, "claimed_at": now}
+    # What the messages before this one changed in the session is written here, before
+    # this message's rules read cases (the outcome and the outbox's counts never flush).
+    session.flush()
+    connection = session.connection()
     if read.size < BIG_ROW:
-        row = session.execute(_CLAIM[retry], params).first()
+        row = connection.execute(_CLAIM[retry], params).first()
     else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
-        taken = session.execute(_TAKE[retry], params).rowcount == 1  # type: ignore[attr-defined]
-        row = session.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
+        taken = connection.execute(_TAKE[retry], params).rowcount == 1
+        row = connection.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
     return Claimed(row.id, row.envelope_from, list(row.envelope_to or []),
                    row.duplicate_of) if row is not None else None
 
@@ -202,7 +207,7 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
     values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error)
     if parsed is not None:
         values.update(sender=parsed.from_addr, subject=parsed.subject)
-    session.execute(_DONE, {"done_id": read.id, **values})
+    session.connection().execute(_DONE, {"done_id": read.id, **values})
     if outcome.release is not None:
         # The message this one confirmed, in the same transaction: confirmed and applied together.
         raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == outcome.release))

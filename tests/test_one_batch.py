@@ -1,0 +1,68 @@
+"""A batch decided in one transaction (a backlog, `ingest`, the door's pipeline) ends as if
+each message had had a transaction of its own: every message sees what the ones before it
+changed (a new case, its distribution list, a closed case), although the case changes of a
+batch are written by Core statements (rows.write_cases) and the unit of work seldom runs.
+The same story is told both ways, and both must end the same, on what the recipients and
+the operator see: outcomes, reasons, cases, the outbox's mails and their recipients."""
+from __future__ import annotations
+
+import pytest
+from harness import CLAIRE, GREGOIRE, MATHILDE, PAUL, mail
+from sqlalchemy import select
+
+from gateway import intake
+from gateway.db import read_scope
+from gateway.models import Case, Delivery, InboundMessage, OutboundMessage
+from gateway.pipeline import run
+
+OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Factures impossibles"
+
+
+def story() -> list[bytes]:
+    """Claire opens a case with Paul in Cc; Paul adds a line; Claire asks for news, closes
+    it, writes on it again, then opens a second case and asks for the list."""
+    return [m.as_bytes() for m in (
+        mail(CLAIRE, OPEN, "L'édition s'arrête.\n", cc=[PAUL]),
+        mail(PAUL, "Re: [Dossier #1] Factures impossibles", "Chez moi aussi, depuis lundi.\n"),
+        mail(CLAIRE, "[SUIVI #1]", ""),
+        mail(CLAIRE, "[Dossier #1] [CLOTURE]", "Réglé, merci.\n"),
+        mail(CLAIRE, "[Dossier #1] Encore une chose", "Le problème revient.\n"),
+        mail(CLAIRE, OPEN + " encore", "Autre souci.\n"),
+        mail(CLAIRE, "[SUIVI]", ""),
+    )]
+
+
+def seen(engine) -> dict[str, list[object]]:
+    with read_scope(engine) as session:
+        messages = [(m.outcome, m.reasons, m.case_id) for m in
+                    session.scalars(select(InboundMessage).order_by(InboundMessage.id))]
+        cases = [(c.id, c.status, c.closed_at is not None, [d.contact.email for d in c.distribution])
+                 for c in session.scalars(select(Case).order_by(Case.id))]
+        mails = [(o.kind, o.case_id, sorted(session.scalars(select(Delivery.recipient).where(
+            Delivery.message_id == o.id)))) for o in session.scalars(select(OutboundMessage).order_by(OutboundMessage.id))]
+    return {"messages": messages, "cases": cases, "mails": mails}
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-transaction", "one-per-message"])
+def test_a_batch_in_one_transaction_ends_as_one_per_message(loaded, settings, together) -> None:
+    ids = [s.id for s in intake.store_many(loaded, story(), "pipe")]
+    commits: list[int] = []
+    run.process_many(loaded, settings, ids, pace=run.Pace(pause=lambda: not together,
+                                                          committed=lambda: commits.append(1)))
+    assert len(commits) == (1 if together else len(ids))
+    got = seen(loaded)
+    assert got["messages"] == [
+        ("created", ["case 1 opened"], 1), ("appended", ["information added"], 1),
+        ("appended", ["case 1 details sent"], 1), ("appended", ["case closed by the customer"], 1),
+        ("appended", ["information added", "case reopened"], 1), ("created", ["case 2 opened"], 2),
+        ("appended", ["follow-up list sent: 2 case(s)"], None)]
+    assert got["cases"] == [(1, "nouveau", False, [PAUL]), (2, "nouveau", False, [])]
+    agents = [GREGOIRE, MATHILDE]
+    assert got["mails"] == [
+        ("case_opened", 1, [CLAIRE, PAUL]), ("agent_new_case", 1, agents),
+        ("case_message", 1, [CLAIRE]), ("case_message", 1, agents),  # Paul wrote: Claire is told
+        ("follow_case", 1, [CLAIRE]),
+        ("case_closed", 1, [CLAIRE, PAUL]), ("case_closed", 1, agents),
+        ("case_message", 1, [PAUL]), ("case_message", 1, agents),  # the list, from the first message
+        ("case_opened", 2, [CLAIRE]), ("agent_new_case", 2, agents),
+        ("follow_list", None, [CLAIRE])]
