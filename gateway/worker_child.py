@@ -18,6 +18,8 @@ from gateway.worker import Report
 
 log = logging.getLogger(__name__)
 WARM_KINDS = ("case_opened", "case_message", "agent_new_case", "agent_message")  # compiled ahead
+# ... with what they extend and import; the macros of `_common` built too (imported without context).
+WARM_SHARED = ("base.html", "_common.txt", "_common.html")
 
 
 def warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
@@ -31,11 +33,15 @@ def warm_up(settings: Settings, parts: tuple[str, ...]) -> None:
         return
     from gateway.outbound import compose
     from gateway.pipeline import reading, run  # noqa: F401 - imported for their import's cost
-    for lang, kind, suffix in itertools.product(compose.LANGUAGES, WARM_KINDS, (".txt", ".html")):
+    names = [kind + suffix for kind in WARM_KINDS for suffix in (".txt", ".html")] + list(WARM_SHARED)
+    for lang, name in itertools.product(compose.LANGUAGES, names):
+        env = compose.environment(settings.templates_dir, name.endswith(".html"))
         try:
-            compose.environment(settings.templates_dir, suffix == ".html").get_template(f"{lang}/{kind}{suffix}")
+            template = env.get_template(f"{lang}/{name}")
+            if name.startswith("_"):
+                template.module  # noqa: B018 - built for its cost: what `{% from … import … %}` reads
         except Exception:  # a template that fails fails on its message, as before
-            log.debug("template %s/%s%s not compiled ahead", lang, kind, suffix, exc_info=True)
+            log.debug("template %s/%s not compiled ahead", lang, name, exc_info=True)
 
 
 def reporter(reports: Connection) -> Report:
