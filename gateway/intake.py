@@ -154,8 +154,8 @@ def store_group(engine: Engine, items: list[Incoming]) -> list[Stored]:
     """Store messages in one transaction (group commit: each is committed once all are),
     in one INSERT for all but a second copy of a message of the same group (after it).
     Raises IntegrityError when a concurrent store took one of their keys meanwhile."""
+    keys = [_keys(item.raw) for item in items]  # before the write lock: hashing needs none
     with session_scope(engine) as session:
-        keys = [_keys(item.raw) for item in items]
         wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
         known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
             InboundMessage.dedupe_key.in_(wanted))).all())
