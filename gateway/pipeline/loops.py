@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from gateway.models import Delivery, Disposition, OutboundMessage
 from gateway.pipeline.reference import loop_ids
@@ -45,11 +45,17 @@ def own_mail(work: Work) -> str | None:
         return None
     body = _shingles(unquoted)
     added = _words(parsed.new_text, skip=_FORWARD_LINE)
+    seen: dict[int, set[tuple[str, ...]]] = work.session.info.setdefault(_SHINGLES, {})
     for outbound_id, text in _candidates(work):
-        ours = _shingles(_words(text))
+        ours = seen.get(outbound_id)
+        if ours is None:  # the same mails come back as candidates for each message of a thread
+            ours = seen[outbound_id] = _shingles(_words(text))
         if len(ours) >= 10 and len(ours & body) >= 0.6 * len(ours) and _nothing_added(added, text, ours):
             return f"the text of outbound message {outbound_id}, come back with nothing added"
     return None
+
+
+_SHINGLES = "loop_shingles"  # session.info: our mails' shingles, by outbound id, for this transaction
 
 
 def _words(text: str, skip: re.Pattern[str] | None = None) -> list[str]:
@@ -77,14 +83,18 @@ def _candidates(work: Work) -> list[tuple[int, str]]:
     mine = work.ours()
     wanted = {mine[i].id for i in loop_ids(work.parsed) if i in mine}
     if sender:
-        wanted.update(session.scalars(
-            select(Delivery.message_id).where(Delivery.recipient == sender, Delivery.created_at >= now - RECENT)
-            .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(CANDIDATES)))
+        wanted.update(session.scalars(_SENT_TO, {"sender": sender, "since": now - RECENT}))
     if not wanted:
         return []
-    return [(row.id, row.text) for row in session.execute(
-        select(OutboundMessage.id, OutboundMessage.text).where(OutboundMessage.id.in_(sorted(wanted)))
-        .order_by(OutboundMessage.id.desc()))]
+    return [(row.id, row.text) for row in session.execute(_TEXTS, {"ids": sorted(wanted)})]
+
+
+# Built once: building them for each message cost a third of the look-up.
+_SENT_TO = (select(Delivery.message_id)
+            .where(Delivery.recipient == bindparam("sender"), Delivery.created_at >= bindparam("since"))
+            .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(CANDIDATES))
+_TEXTS = (select(OutboundMessage.id, OutboundMessage.text)
+          .where(OutboundMessage.id.in_(bindparam("ids", expanding=True))).order_by(OutboundMessage.id.desc()))
 
 
 def came_back(work: Work) -> bool:
