@@ -86,9 +86,9 @@ def our_mails(session: Session, ids: list[str]) -> dict[str, OurMail]:
     return {i: OurMail(*found) for i in ids if (found := known[i]) is not None}
 
 
-# The case with what the rules read of it (its licence, its distribution list), locked:
+# The case with what the rules read of it (its licence, main contact, distribution list), locked:
 # one statement, by number or by the threading headers (a message of the case, or its thread).
-_CASE = (select(Case).options(joinedload(Case.licence),
+_CASE = (select(Case).options(joinedload(Case.licence), joinedload(Case.main_contact),
                               joinedload(Case.distribution).joinedload(DistributionEntry.contact))
          .with_for_update(of=Case))
 _BY_NUMBER = _CASE.where(Case.id == bindparam("number"))
