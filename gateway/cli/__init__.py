@@ -23,7 +23,7 @@ from gateway.cli.app import App, database_trouble
 __all__ = ["App", "COMMANDS", "main"]
 
 # name: ("module:attribute" in gateway.cli, the first paragraph of the command's help);
-# tests/test_cli.py checks that each help is the command's own.
+# tests/test_cli_commands.py checks that each help is the command's own.
 COMMANDS: dict[str, tuple[str, str]] = {
     "attachments": ("attachments:attachments", "Files kept on cases, including those too big to travel by mail."),
     "cases": ("cases:cases", "Support cases."),
