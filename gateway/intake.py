@@ -19,11 +19,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import bounds
+from gateway import bounds, rows
 from gateway import raw as raw_bytes
 from gateway.db import session_scope, utcnow
 from gateway.models import Disposition, InboundMessage
@@ -131,7 +131,7 @@ def _values(item: Incoming, source_key: str | None, first: int | None, keys: _Ke
         reasons=[f"duplicate of message {first}"] if first else [], attempts=0)
 
 
-_TABLE: Table = InboundMessage.__table__  # type: ignore[assignment]  # a declarative class's table
+_TABLE = rows.INBOUND
 
 
 def _insert(session: Session, values: dict[str, Any]) -> int:

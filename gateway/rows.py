@@ -15,16 +15,17 @@ from sqlalchemy import Insert, Select, Table, Update, bindparam, func, insert, i
 from sqlalchemy.orm import Session
 
 from gateway.direct import Direct
-from gateway.models import Attachment, Case, CaseEvent, Delivery, OutboundFile, OutboundMessage
+from gateway.models import Attachment, Case, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
 
 
-def _table(model: type) -> Table:
+def table(model: type) -> Table:
+    """A declarative class's table, typed."""
     table: Table = model.__table__  # type: ignore[attr-defined]  # a declarative class's table
     return table
 
 
-CASES, EVENTS, FILES = _table(Case), _table(CaseEvent), _table(Attachment)
-OUTBOUND, DELIVERIES, OUTBOUND_FILES = _table(OutboundMessage), _table(Delivery), _table(OutboundFile)
+CASES, EVENTS, FILES, INBOUND = table(Case), table(CaseEvent), table(Attachment), table(InboundMessage)
+OUTBOUND, DELIVERIES, OUTBOUND_FILES = table(OutboundMessage), table(Delivery), table(OutboundFile)
 
 # Every message writes these: run on the driver's cursor (direct.py), every column given.
 ADD_CASE = Direct(insert(CASES).returning(CASES.c.id), returns=[CASES.c.id])

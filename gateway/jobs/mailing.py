@@ -11,21 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 
-from gateway.models import Case, Delivery, OutboundMessage
+from gateway import rows
+from gateway.models import Case
 from gateway.outbound import compose
 from gateway.outbound.outbox import AUTO_GENERATED, Outbox, Recipient
 
-
-def _table(model: type) -> Table:
-    table: Table = model.__table__  # type: ignore[attr-defined]  # a declarative class's table
-    return table
-
-
-MESSAGES, DELIVERIES = _table(OutboundMessage), _table(Delivery)
-ADD_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
-ADD_DELIVERIES = insert(DELIVERIES)
+ADD_MESSAGES = insert(rows.OUTBOUND).returning(rows.OUTBOUND.c.id, sort_by_parameter_order=True)
 
 
 @dataclass
@@ -42,10 +35,9 @@ class Mailing(Outbox):
         """Every mail kept so far, and its deliveries: two statements."""
         if not self.pending:
             return
-        connection = self.session.connection()
-        ids: list[int] = list(connection.execute(ADD_MESSAGES, [message for message, _ in self.pending]).scalars())
-        connection.execute(ADD_DELIVERIES, [dict(row, message_id=message_id) for message_id, (_, rows)
-                                            in zip(ids, self.pending, strict=True) for row in rows])
+        ids = rows.new_ids(self.session, ADD_MESSAGES, [message for message, _ in self.pending])
+        rows.add(self.session, rows.ADD_DELIVERIES, [dict(row, message_id=message_id) for message_id, (_, each)
+                                                     in zip(ids, self.pending, strict=True) for row in each])
         self.pending = []
 
     def _write(self, kind: str, rendered: compose.Rendered, to: list[Recipient], cc: list[Recipient],

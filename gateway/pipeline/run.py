@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine, Table, bindparam, or_, select, update
+from sqlalchemy import Engine, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import bounds, rows, rules
@@ -96,7 +96,7 @@ def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -
 
 # The message's own row is written by Core statements built once: building a statement for
 # each message (and the ORM's work on it) cost four times what running it does.
-_INBOUND: Table = InboundMessage.__table__  # type: ignore[assignment]  # a declarative class's table
+_INBOUND = rows.INBOUND
 _TAKE = {retry: update(_INBOUND)
          .where(_INBOUND.c.id == bindparam("claim_id"), or_(*(
              _INBOUND.c.outcome == d for d in ((Disposition.PENDING, Disposition.HELD) if retry
