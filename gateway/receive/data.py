@@ -14,6 +14,7 @@ import logging
 from aiosmtpd.smtp import MISSING, SMTP, _DataState, syntax
 
 log = logging.getLogger(__name__)
+DATA_BUFFER = 1 << 16   # bytes the stream may hold while DATA is read
 
 
 class LeanData(SMTP):
@@ -49,36 +50,55 @@ class LeanData(SMTP):
 
     async def _gather(self) -> tuple[bytearray, _DataState | None]:
         """The message up to the lone dot, dot-stuffing undone, and the state it ended in
-        (None: the connection is gone)."""
+        (None: the connection is gone).
+
+        Read in chunks that end at the next ".\\r\\n" (a line ending in a dot, or the end),
+        not line by line: each line read on its own cost a coroutine step, and with the
+        stream's limit at the longest command line the transport was paused every 2 KB. While
+        DATA lasts the stream may hold `DATA_BUFFER` bytes; the lines of each chunk are
+        checked against `line_length_limit` and unstuffed together."""
+        reader = self._reader
+        reader._limit = max(reader._limit, DATA_BUFFER)  # type: ignore[attr-defined]  # asyncio's own
+        try:
+            return await self._chunks(reader)
+        finally:
+            reader._limit = self.line_length_limit  # type: ignore[attr-defined]
+
+    async def _chunks(self, reader: asyncio.StreamReader) -> tuple[bytearray, _DataState | None]:
         content = bytearray()
-        size, limit = 0, self.data_size_limit
-        fragments: list[bytes] = []
+        size, limit, longest = 0, self.data_size_limit, self.line_length_limit - 2  # a line without CRLF
         state = _DataState.NOMINAL
+        carry = b""         # a line begun: what follows the last CRLF read
+        before = b"\r\n"    # the last two bytes read: DATA begins at a line's start
         while self.transport is not None:  # pragma: nobranch
             try:
-                line = await self._reader.readuntil(b"\r\n")
+                chunk = await reader.readuntil(b".\r\n")
             except asyncio.CancelledError:
                 log.info("Connection lost during DATA")
                 self._writer.close()
                 raise
-            except asyncio.LimitOverrunError as e:  # a line longer than the stream's limit
-                state = _DataState.TOO_LONG if state == _DataState.NOMINAL else state
-                content.clear()
-                line = await self._reader.read(e.consumed)
-            if not fragments and line == b".\r\n":
-                return content, state
-            size += len(line)
+            except asyncio.LimitOverrunError as e:  # no ".\r\n" within the stream's limit
+                chunk = await reader.read(e.consumed)
+            seen = before + chunk[-5:]
+            end = seen.endswith(b"\r\n.\r\n")
+            before = seen[-2:]
+            if end:
+                chunk = chunk[:-3]
+            size += len(chunk)
             if state == _DataState.NOMINAL and limit and size > limit:
                 state = _DataState.TOO_MUCH
+            if state == _DataState.NOMINAL:
+                text = carry + chunk
+                cut = text.rfind(b"\r\n") + 2 if b"\r\n" in text else 0
+                lines, carry = text[:cut], text[cut:]
+                if len(carry) > longest + 1 or (lines and max(map(len, lines.split(b"\r\n"))) > longest):
+                    state = _DataState.TOO_LONG
+                else:
+                    content += lines[1:].replace(b"\r\n.", b"\r\n") if lines.startswith(b".") \
+                        else lines.replace(b"\r\n.", b"\r\n")
+            if state != _DataState.NOMINAL:
                 content.clear()
-            fragments.append(line)
-            if line.endswith(b"\r\n"):
-                if state == _DataState.NOMINAL:
-                    whole = b"".join(fragments) if len(fragments) > 1 else line
-                    if len(whole) > self.line_length_limit:
-                        state = _DataState.TOO_LONG
-                        content.clear()
-                    else:
-                        content += memoryview(whole)[1:] if whole.startswith(b".") else whole
-                fragments.clear()
+                carry = b""
+            if end:
+                return content, state
         return content, None
