@@ -1,19 +1,19 @@
-"""Group commit for the SMTP door: the messages that arrive while one transaction commits
-are stored together in the next one, and each session is answered only after the commit
-that holds its message.
+"""Group commit for the SMTP door: the messages whose DATA ended during one turn of the
+door's event loop are stored together in one transaction, right after that turn, and each
+session is answered only once the commit that holds its message is done.
 
-One writer thread takes every message waiting (up to `GROUP` at a time) and stores them
-with `intake.store_group`; when that transaction fails (a concurrent store of the same
-message, a database error), each message of the group is stored again on its own, so a
-failure is that message's alone. While the writer stores, the worker gives way
-(`Storing`, gateway/worker.py).
+The store runs in the event loop's own thread, as a plain call: no second thread, so no
+hand-over of the interpreter's lock or wake-up between threads per group. The loop waits
+meanwhile (a group of twenty corpus mails takes about 5 ms; on SQLite, also the time the
+pipeline needs to let the door in, see `Storing` in gateway/worker.py); sessions whose
+data arrive then wait in the kernel's buffers and go into the next group. When a group's
+transaction fails (a concurrent store of the same message, a database error), each of its
+messages is stored again on its own, so a failure is that message's alone.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -28,55 +28,39 @@ GROUP = 64      # messages at most in one transaction
 @dataclass(frozen=True)
 class _Waiting:
     item: intake.Incoming
-    future: Future[intake.Stored]
+    future: asyncio.Future[intake.Stored]
 
 
 class GroupWriter:
-    """`submit(item)` returns a future set once the item is committed (or failed)."""
+    """`submit(item)`, in the door's event loop, returns a future set once the item is
+    committed (or failed)."""
 
     def __init__(self, engine: Engine, storing: Storing) -> None:
         self.engine, self.storing = engine, storing
-        self.queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="smtp-store", daemon=True)
-        self.thread.start()
+        self.waiting: list[_Waiting] = []
 
-    def submit(self, item: intake.Incoming) -> Future[intake.Stored]:
-        future: Future[intake.Stored] = Future()
-        self.queue.put(_Waiting(item, future))
+    def submit(self, item: intake.Incoming) -> asyncio.Future[intake.Stored]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[intake.Stored] = loop.create_future()
+        if not self.waiting:  # the first of a group: stored once this turn's sessions had theirs
+            loop.call_soon(self.store_waiting)
+        self.waiting.append(_Waiting(item, future))
         return future
 
     def close(self) -> None:
-        """Store what waits, then end the writer."""
-        self.queue.put(None)
-        self.thread.join()
+        """Store what waits (the loop has stopped: nobody is answered)."""
+        self.store_waiting()
 
-    def _run(self) -> None:
-        while (group := self._next()) is not None:
+    def store_waiting(self) -> None:
+        while self.waiting:
+            group, self.waiting = self.waiting[:GROUP], self.waiting[GROUP:]
             self._store(group)
-            size = sum(len(w.item.raw) for w in group)
-            del group  # the messages' bytes go now, not when the next message comes
-            if size >= heap.BIG:
+            if sum(len(w.item.raw) for w in group) >= heap.BIG:
                 # SQLite's cached statements keep the values last bound to them (a copy of
                 # the message) until run again: new connections, and the heap trimmed.
+                del group
                 self.engine.dispose()
                 heap.trim()
-
-    def _next(self) -> list[_Waiting] | None:
-        """The messages waiting (the first one waited for), or None once closed."""
-        first = self.queue.get()
-        if first is None:
-            return None
-        group = [first]
-        while len(group) < GROUP:
-            try:
-                waiting = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if waiting is None:
-                self.queue.put(None)    # close() once this group is stored
-                break
-            group.append(waiting)
-        return group
 
     def _store(self, group: list[_Waiting]) -> None:
         with self.storing.one():
@@ -87,14 +71,26 @@ class GroupWriter:
                     log.info("a group of %d messages failed to store; storing each alone", len(group))
                 else:
                     for w, result in zip(group, stored, strict=True):
-                        w.future.set_result(result)
+                        _settle(w.future, result)
                     return
             for w in group:
                 self._store_one(w)
 
     def _store_one(self, w: _Waiting) -> None:
         try:
-            w.future.set_result(intake.store(self.engine, w.item.raw, door=w.item.door,
-                                             envelope_from=w.item.envelope_from, envelope_to=w.item.envelope_to))
+            result = intake.store(self.engine, w.item.raw, door=w.item.door,
+                                  envelope_from=w.item.envelope_from, envelope_to=w.item.envelope_to)
         except Exception as exc:  # noqa: BLE001 - the session answers 451
-            w.future.set_exception(exc)
+            _settle(w.future, exc)
+        else:
+            _settle(w.future, result)
+
+
+def _settle(future: asyncio.Future[intake.Stored], outcome: intake.Stored | Exception) -> None:
+    """Answer the session waiting on `future`, unless it is gone (cut, or its loop closed)."""
+    if future.done() or future.get_loop().is_closed():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

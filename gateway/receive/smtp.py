@@ -4,13 +4,12 @@ A message is answered `250` only once `intake.store` has committed it, and `451`
 storing fails, so the sending MTA keeps it and tries again. The door does nothing else:
 `on_stored(id)` wakes whoever runs the pipeline.
 
-aiosmtpd runs the server in its own thread and event loop; the messages are stored by one
-writer thread owned by the door, which commits those that arrived meanwhile together
-(receive/group.py), so that a slow commit never blocks other sessions.
+aiosmtpd runs the server in its own thread and event loop; the messages whose DATA ended
+in one turn of that loop are stored together right after it (group commit,
+receive/group.py).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -62,7 +61,7 @@ class Door:
         door = "lmtp" if isinstance(server, LMTP) else "smtp"
         future = self.writer.submit(intake.Incoming(raw, door, sender, list(envelope.rcpt_tos)))
         try:
-            stored = await asyncio.wrap_future(future)
+            stored = await future
         except Exception:
             log.exception("could not store a message from <%s> to %s", sender, envelope.rcpt_tos)
             return TEMPORARY_FAILURE
@@ -74,7 +73,7 @@ class Door:
         return f"250 2.0.0 Ok: queued as {stored.id}"
 
     def close(self) -> None:
-        """Store what waits, then end the writer thread."""
+        """Store what waits."""
         self.writer.close()
 
 
