@@ -3,6 +3,7 @@ the functions they call take a session and never commit. `read_scope` reads with
 SQLite's write lock (so a long read never makes a door wait)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import os
@@ -114,7 +115,34 @@ def one_writer(engine: Engine) -> Iterator[None]:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _writing.depth = 1
+    except BaseException:
+        os.close(fd)
+        raise
+    with _held(fd):
+        yield
+
+
+def try_line(engine: Engine) -> contextlib.AbstractContextManager[None] | None:
+    """`one_writer` without waiting: the place in line taken now, to be held in a `with`
+    block (a session_scope inside waits no more), or None when another writer holds it.
+    For the SMTP door, whose event loop must not stop while another process writes."""
+    path = _sqlite_file(engine)
+    held = getattr(_writing, "depth", 0) > 0
+    fd = None if path is None or held else _line(path + "-writers")
+    if fd is None:
+        return contextlib.nullcontext()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return _held(fd)
+
+
+@contextmanager
+def _held(fd: int) -> Iterator[None]:
+    _writing.depth = 1
+    try:
         yield
     finally:
         _writing.depth = 0

@@ -5,6 +5,7 @@ import gc
 import io
 import smtplib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from harness import table_away
 from sqlalchemy import Engine, func, select
 
 from gateway.config import Settings
-from gateway.db import session_scope
+from gateway.db import one_writer, session_scope
 from gateway.models import Disposition, InboundMessage
 from gateway.receive import pipe, smtp
 
@@ -333,3 +334,32 @@ def test_concurrent_sessions_are_each_stored_once_and_a_copy_is_a_duplicate(star
         rows = session.execute(select(InboundMessage.raw, InboundMessage.duplicate_of)).all()
     assert sorted(raw for raw, _ in rows) == sorted(raws)
     assert sum(dup is not None for _, dup in rows) == 1
+
+
+def test_while_another_process_writes_the_door_serves_other_sessions(start_door, engine, database_url) -> None:
+    """On SQLite the door waits for its turn in the writers' line (another process writing:
+    here, the test holding it) without stopping its event loop: another session is greeted
+    and served meanwhile, and the waiting message gets its 250 once the line is free."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the writers' line is SQLite's")
+    door = start_door()
+    raw, replies = message("En attente"), []
+
+    def send() -> None:
+        with door.connect() as client:
+            replies.extend(transaction(client, raw))
+
+    with one_writer(engine):
+        sender = threading.Thread(target=send)
+        sender.start()
+        deadline = time.monotonic() + 10
+        while not door.controller.handler.writer.waiting and time.monotonic() < deadline:
+            time.sleep(0.01)  # the message is in, waiting for the line
+        started = time.monotonic()
+        with door.connect() as other:
+            assert other.mail(CUSTOMER)[0] == 250 and other.rcpt(SUPPORT)[0] == 250 and other.rset()[0] == 250
+        assert time.monotonic() - started < 1.0
+        assert not replies and rows(engine) == []
+    sender.join(10)
+    [(code, reply)] = replies
+    assert code == 250 and [r.raw for r in rows(engine)] == [raw] and rows(engine)[0].id == queued_id(reply)

@@ -1,14 +1,16 @@
-"""Group commit for the SMTP door: the messages whose DATA ended during one turn of the
-door's event loop are stored together in one transaction, right after that turn, and each
-session is answered only once the commit that holds its message is done.
+"""Group commit for the SMTP door: the messages whose DATA ended while the door waited for
+its turn to write, or during one turn of its event loop, are stored together in one
+transaction, and each session is answered only once the commit that holds its message is
+done.
 
 The store runs in the event loop's own thread, as a plain call: no second thread, so no
-hand-over of the interpreter's lock or wake-up between threads per group. The loop waits
-meanwhile (a group of twenty corpus mails takes about 5 ms; on SQLite, also the time the
-pipeline needs to let the door in, see `Storing` in gateway/worker.py); sessions whose
-data arrive then wait in the kernel's buffers and go into the next group. When a group's
-transaction fails (a concurrent store of the same message, a database error), each of its
-messages is stored again on its own, so a failure is that message's alone.
+hand-over of the interpreter's lock or wake-up between threads per group (a group of
+twenty corpus mails takes about 5 ms). On SQLite the door takes its place in the writers'
+line without waiting (`db.try_line`): while another process writes (the pipeline lets the
+door in after its current message, see `Storing` in gateway/worker.py), the loop asks
+again every half millisecond and keeps serving the other sessions meanwhile. When a
+group's transaction fails (a concurrent store of the same message, a database error), each
+of its messages is stored again on its own, so a failure is that message's alone.
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from gateway import heap, intake
+from gateway import db, heap, intake
 from gateway.worker import Storing
 
 log = logging.getLogger(__name__)
 GROUP = 64      # messages at most in one transaction
+LINE_POLL = 0.0005  # seconds between two tries for the writers' line
 
 
 @dataclass(frozen=True)
@@ -38,43 +41,53 @@ class GroupWriter:
     def __init__(self, engine: Engine, storing: Storing) -> None:
         self.engine, self.storing = engine, storing
         self.waiting: list[_Waiting] = []
+        self.storer: asyncio.Task[None] | None = None
 
     def submit(self, item: intake.Incoming) -> asyncio.Future[intake.Stored]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[intake.Stored] = loop.create_future()
-        if not self.waiting:  # the first of a group: stored once this turn's sessions had theirs
-            loop.call_soon(self.store_waiting)
         self.waiting.append(_Waiting(item, future))
+        if self.storer is None:  # it starts once this turn's sessions had theirs
+            self.storer = loop.create_task(self._store_waiting())
         return future
 
     def close(self) -> None:
         """Store what waits (the loop has stopped: nobody is answered)."""
-        self.store_waiting()
-
-    def store_waiting(self) -> None:
         while self.waiting:
             group, self.waiting = self.waiting[:GROUP], self.waiting[GROUP:]
-            self._store(group)
-            if sum(len(w.item.raw) for w in group) >= heap.BIG:
-                # SQLite's cached statements keep the values last bound to them (a copy of
-                # the message) until run again: new connections, and the heap trimmed.
-                del group
-                self.engine.dispose()
-                heap.trim()
+            with self.storing.one():
+                self._store(group)
+
+    async def _store_waiting(self) -> None:
+        try:
+            while self.waiting:
+                with self.storing.one():
+                    while (line := db.try_line(self.engine)) is None:
+                        await asyncio.sleep(LINE_POLL)
+                    with line:
+                        group, self.waiting = self.waiting[:GROUP], self.waiting[GROUP:]
+                        self._store(group)
+                if sum(len(w.item.raw) for w in group) >= heap.BIG:
+                    # SQLite's cached statements keep the values last bound to them (a copy
+                    # of the message) until run again: new connections, and the heap trimmed.
+                    del group
+                    self.engine.dispose()
+                    heap.trim()
+        finally:
+            self.storer = None
 
     def _store(self, group: list[_Waiting]) -> None:
-        with self.storing.one():
-            if len(group) > 1:
-                try:
-                    stored = intake.store_group(self.engine, [w.item for w in group])
-                except Exception:  # noqa: BLE001 - each message is stored again on its own below
-                    log.info("a group of %d messages failed to store; storing each alone", len(group))
-                else:
-                    for w, result in zip(group, stored, strict=True):
-                        _settle(w.future, result)
-                    return
-            for w in group:
-                self._store_one(w)
+        if len(group) > 1:
+            try:
+                stored = intake.store_group(self.engine, [w.item for w in group])
+            except Exception:  # noqa: BLE001 - each message is stored again on its own below
+                log.info("a group of %d messages failed to store; storing each alone", len(group))
+            else:
+                for w, result in zip(group, stored, strict=True):
+                    _settle(w.future, result)
+                return
+        for w in group:
+            self._store_one(w)
 
     def _store_one(self, w: _Waiting) -> None:
         try:
