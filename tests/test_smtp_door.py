@@ -336,12 +336,11 @@ def test_concurrent_sessions_are_each_stored_once_and_a_copy_is_a_duplicate(star
     assert sum(dup is not None for _, dup in rows) == 1
 
 
-def test_while_another_process_writes_the_door_serves_other_sessions(start_door, engine, database_url) -> None:
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the writers' line is SQLite's
+def test_while_another_process_writes_the_door_serves_other_sessions(start_door, engine) -> None:
     """On SQLite the door waits for its turn in the writers' line (another process writing:
     here, the test holding it) without stopping its event loop: another session is greeted
     and served meanwhile, and the waiting message gets its 250 once the line is free."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the writers' line is SQLite's")
     door = start_door()
     raw, replies = message("En attente"), []
 
