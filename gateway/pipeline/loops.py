@@ -9,6 +9,7 @@ not quoted, with nothing a person added. Never writes, never commits.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from sqlalchemy import bindparam, select
@@ -45,17 +46,19 @@ def own_mail(work: Work) -> str | None:
         return None
     body = _shingles(unquoted)
     added = _words(parsed.new_text, skip=_FORWARD_LINE)
-    seen: dict[int, set[tuple[str, ...]]] = work.session.info.setdefault(_SHINGLES, {})
     for outbound_id, text in _candidates(work):
-        ours = seen.get(outbound_id)
-        if ours is None:  # the same mails come back as candidates for each message of a thread
-            ours = seen[outbound_id] = _shingles(_words(text))
+        ours = _our_shingles(outbound_id, text)
         if len(ours) >= 10 and len(ours & body) >= 0.6 * len(ours) and _nothing_added(added, text, ours):
             return f"the text of outbound message {outbound_id}, come back with nothing added"
     return None
 
 
-_SHINGLES = "loop_shingles"  # session.info: our mails' shingles, by outbound id, for this transaction
+@functools.lru_cache(maxsize=128)
+def _our_shingles(outbound_id: int, text: str) -> frozenset[tuple[str, ...]]:
+    """One of our mails' shingles: the same mails come back as candidates for each message of
+    a thread, batch after batch, and a mail's text never changes (the text is in the key:
+    a process may open another database, whose mail of the same id is another)."""
+    return frozenset(_shingles(_words(text)))
 
 
 def _words(text: str, skip: re.Pattern[str] | None = None) -> list[str]:
@@ -63,10 +66,11 @@ def _words(text: str, skip: re.Pattern[str] | None = None) -> list[str]:
 
 
 def _shingles(words: list[str]) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+    """The runs of `SHINGLE` words (zip builds each tuple in one step: twice as fast as slices)."""
+    return set(zip(*(words[i:] for i in range(SHINGLE)), strict=False))  # the shorter ends it
 
 
-def _nothing_added(words: list[str], text: str, ours: set[tuple[str, ...]]) -> bool:
+def _nothing_added(words: list[str], text: str, ours: frozenset[tuple[str, ...]]) -> bool:
     """Whether the person's new text is only our own words (or nothing)."""
     if len(words) < SHINGLE:
         return set(words) <= set(_words(text))
