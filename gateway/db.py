@@ -136,6 +136,9 @@ def try_line(engine: Engine) -> contextlib.AbstractContextManager[None] | None:
     except BlockingIOError:
         os.close(fd)
         return None
+    except OSError:  # a lock the file system refuses: no line, as for a file one may not open
+        os.close(fd)
+        return contextlib.nullcontext()
     return _held(fd)
 
 

@@ -3,8 +3,10 @@
 aiosmtpd 1.4 keeps each line of a message as an object of its own (a 78-byte line of a
 base64 file costs about 150 bytes), then joins them: a 25 MB message cost the door about
 100 MB. `LeanData.smtp_DATA` is aiosmtpd's own, step for step (the same answers, limits
-and states, dot-stuffing undone the same way), but appends each line to one `bytearray`,
-which the handler receives as the message (`envelope.original_content`).
+and states, dot-stuffing undone the same way), but reads the message in chunks and appends
+their lines to one `bytearray`, which the handler receives as the message
+(`envelope.original_content`). `tests/test_smtp_data.py` holds aiosmtpd's own reader as the
+reference.
 """
 from __future__ import annotations
 
@@ -55,8 +57,9 @@ class LeanData(SMTP):
         Read in chunks that end at the next ".\\r\\n" (a line ending in a dot, or the end),
         not line by line: each line read on its own cost a coroutine step, and with the
         stream's limit at the longest command line the transport was paused every 2 KB. While
-        DATA lasts the stream may hold `DATA_BUFFER` bytes; the lines of each chunk are
-        checked against `line_length_limit` and unstuffed together."""
+        DATA lasts the stream's limit is `DATA_BUFFER` (asyncio pauses the transport past
+        twice that: 128 KB a session at most); the lines of each chunk are checked against
+        `line_length_limit` and unstuffed together."""
         reader = self._reader
         reader._limit = max(reader._limit, DATA_BUFFER)  # type: ignore[attr-defined]  # asyncio's own
         try:
@@ -89,8 +92,8 @@ class LeanData(SMTP):
                 state = _DataState.TOO_MUCH
             if state == _DataState.NOMINAL:
                 text = carry + chunk
-                cut = text.rfind(b"\r\n") + 2 if b"\r\n" in text else 0
-                lines, carry = text[:cut], text[cut:]
+                last = text.rfind(b"\r\n")
+                lines, carry = (text[:last + 2], text[last + 2:]) if last >= 0 else (b"", text)
                 if len(carry) > longest + 1 or (lines and max(map(len, lines.split(b"\r\n"))) > longest):
                     state = _DataState.TOO_LONG
                 else:
