@@ -68,4 +68,6 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
         logs.for_pipe()
     # `app.connect` opens the settings and the engine inside the guarded work, so that a
     # configuration or database that fails becomes a 75 like any other failure to store.
-    pipe_exit.leave(pipe_exit.run(functools.partial(pipe.ingest, app.connect, list(paths), envelope=envelope)))
+    status = pipe_exit.run(functools.partial(pipe.ingest, app.connect, list(paths), envelope=envelope))
+    app.close()  # before `leave` may end the process: SQLite's last connection writes its log back
+    pipe_exit.leave(status)

@@ -113,7 +113,13 @@ def _tell(delivery: Delivery, exc: BaseException) -> None:
 def leave(status: int) -> NoReturn:
     """Exit with `status`. Standard output and error, when they are this process's own
     descriptors 1 and 2, are flushed and then pointed at /dev/null: whatever is written
-    after this (and the interpreter's last flush) can no longer fail and change the status."""
+    after this (and the interpreter's last flush) can no longer fail and change the status.
+
+    In a process of its own (both are), it ends there, logs flushed, without the
+    interpreter's clean-up: freeing every object of a backlog's run took about 0.1 s, for a
+    process whose work is done and whose database connections are closed (the caller
+    closes them first)."""
+    own = 0
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):
             stream.flush()
@@ -123,6 +129,10 @@ def leave(status: int) -> NoReturn:
             continue
         if fd in (1, 2):
             _to_devnull(fd)
+            own += 1
+    if own == 2:
+        logging.shutdown()
+        os._exit(status)
     raise SystemExit(status)
 
 
