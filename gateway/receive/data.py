@@ -16,7 +16,7 @@ import logging
 from aiosmtpd.smtp import MISSING, SMTP, _DataState, syntax
 
 log = logging.getLogger(__name__)
-DATA_BUFFER = 1 << 16   # bytes the stream may hold while DATA is read
+DATA_BUFFER = 1 << 16   # the stream's limit while DATA is read (it holds up to twice that)
 
 
 class LeanData(SMTP):
