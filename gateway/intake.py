@@ -15,7 +15,6 @@ Every value stored beside the raw bytes (Message-ID, envelope, keys) is bounded 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +23,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import bounds, rows
-from gateway import raw as raw_bytes
 from gateway.db import session_scope, utcnow
+from gateway.keys import Keys, keys_of
 from gateway.models import Disposition, InboundMessage
-
-_SAME_MESSAGE_FIELDS = (b"from", b"date", b"subject")
 
 
 @dataclass(frozen=True)
@@ -37,57 +34,7 @@ class Stored:
     duplicate: bool
 
 
-@dataclass(frozen=True)
-class _Keys:
-    """What identifies a raw message: its bytes' digest, its Message-ID, its dedupe key."""
-    digest: str
-    message_id: str | None
-    dedupe: str
-
-
-def content_key(raw: bytes) -> str:
-    """A digest of what makes a message itself: its From, Date and Subject fields and its
-    body (line ends aside), and none of the trace fields a path adds."""
-    end, body = raw_bytes.header_end(raw)
-    header = raw[:end]
-    lowered = header.lower()
-    content = hashlib.sha256()
-    for name in _SAME_MESSAGE_FIELDS:
-        content.update(raw_bytes.field(header, name, lowered).lower() + b"\n")
-    _update_body(content, raw, body)
-    return content.hexdigest()
-
-
-_CHUNK = 1 << 20
-_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
-
-
-def _update_body(content: Any, raw: bytes, start: int) -> None:
-    """Hash `raw[start:]` with CRLF as LF and trailing whitespace removed, as
-    `raw[start:].replace(b"\\r\\n", b"\\n").rstrip()` would, a megabyte at a time: a
-    25 MB message is not copied whole (twice) to be hashed."""
-    end = len(raw)
-    while end > start and raw[end - 1] in _WHITESPACE:
-        end -= 1
-    view = memoryview(raw)
-    while start < end:
-        stop = min(start + _CHUNK, end)
-        if stop < end and raw[stop - 1] == 13 and raw[stop] == 10:  # never split a CRLF
-            stop += 1
-        content.update(bytes(view[start:stop]).replace(b"\r\n", b"\n"))
-        start = stop
-
-
-def _keys(raw: bytes) -> _Keys:
-    digest = hashlib.sha256(raw).hexdigest()
-    # The parser reads the Message-ID with the same function: the dedupe key and the
-    # threading id of a message are one id.
-    message_id = raw_bytes.message_id(raw)
-    dedupe = f"{message_id} {content_key(raw)}" if message_id else f"sha256:{digest}"
-    return _Keys(digest, message_id, bounds.key(dedupe, 998))
-
-
-def _first(session: Session, keys: _Keys) -> int | None:
+def _first(session: Session, keys: Keys) -> int | None:
     """The stored first delivery of the same message, if any. Rows stored before content
     keys existed have the bare Message-ID as their key: a copy of one is a duplicate."""
     candidates = [keys.dedupe] + ([keys.message_id] if keys.message_id else [])
@@ -120,7 +67,7 @@ class Incoming:
     envelope_to: list[str] | None = None
 
 
-def _values(item: Incoming, source_key: str | None, first: int | None, keys: _Keys) -> dict[str, Any]:
+def _values(item: Incoming, source_key: str | None, first: int | None, keys: Keys) -> dict[str, Any]:
     return dict(
         received_at=utcnow(), door=item.door, envelope_from=bounds.envelope(item.envelope_from),
         envelope_to=[bounds.envelope(a) for a in item.envelope_to or []], raw=item.raw, size=len(item.raw),
@@ -154,7 +101,7 @@ def store_group(engine: Engine, items: list[Incoming]) -> list[Stored]:
     """Store messages in one transaction (group commit: each is committed once all are),
     in one INSERT for all but a second copy of a message of the same group (after it).
     Raises IntegrityError when a concurrent store took one of their keys meanwhile."""
-    keys = [_keys(item.raw) for item in items]  # before the write lock: hashing needs none
+    keys = [keys_of(item.raw) for item in items]  # before the write lock: hashing needs none
     with session_scope(engine) as session:
         wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
         known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
@@ -175,7 +122,7 @@ def store_group(engine: Engine, items: list[Incoming]) -> list[Stored]:
         return [Stored(ids[i], firsts[i] is not None) for i in range(len(items))]
 
 
-def _first_known(known: dict[str | None, int], key: _Keys) -> int | None:
+def _first_known(known: dict[str | None, int], key: Keys) -> int | None:
     return known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
 
 
@@ -194,7 +141,7 @@ def store(engine: Engine, raw: bytes, door: str, envelope_from: str | None = Non
           envelope_to: list[str] | None = None, source_key: str | None = None) -> Stored:
     """Commit the raw message and return its id. Raises when the database cannot store it,
     so the door can answer "try again later". A known `source_key` returns the stored row."""
-    keys = _keys(raw)
+    keys = keys_of(raw)
     bounded_source = None if source_key is None else bounds.key(source_key, bounds.SOURCE_KEY)
     for _attempt in range(3):
         try:

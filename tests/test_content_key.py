@@ -8,7 +8,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import intake
+from gateway import keys
 
 
 @settings(max_examples=300)
@@ -17,12 +17,12 @@ from gateway import intake
 def test_the_body_is_hashed_as_a_whole_would_be(body: bytes, start: int, chunk: int) -> None:
     start = min(start, len(body))
     whole = hashlib.sha256(body[start:].replace(b"\r\n", b"\n").rstrip()).hexdigest()
-    saved, intake._CHUNK = intake._CHUNK, chunk
+    saved, keys._CHUNK = keys._CHUNK, chunk
     try:
         chunked = hashlib.sha256()
-        intake._update_body(chunked, body, start)
+        keys.update_body(chunked, body, start)
     finally:
-        intake._CHUNK = saved
+        keys._CHUNK = saved
     assert chunked.hexdigest() == whole
 
 
@@ -30,4 +30,4 @@ def test_a_big_message_has_the_key_of_its_content() -> None:
     body = b"x" * (3 << 20) + b"\r\n" * 1000 + b"end \r\n\r\n"
     raw = b"From: a@b.example\r\nSubject: s\r\n\r\n" + body
     same = b"From: a@b.example\nSubject: s\n\n" + body.replace(b"\r\n", b"\n")
-    assert intake.content_key(raw) == intake.content_key(same)
+    assert keys.content_key(raw) == keys.content_key(same)
