@@ -83,14 +83,14 @@ def _count_direct(count: Any) -> None:
 
 def _measure(config: Path, mailbox: Path, profile_to: Path | None) -> dict[str, Any]:
     from gateway import config as gateway_config
-    from gateway import schema
+    from gateway import intake, schema
     from gateway.db import make_engine
     from gateway.pipeline import reading, run
-    from gateway.receive import pipe
     settings = gateway_config.load(str(config))
     engine = make_engine(settings)
     schema.upgrade(engine)
-    ids, _ = pipe.store_all(engine, [(f.name, f.read_bytes()) for f in sorted(mailbox.glob("*.eml"))])
+    raws = [f.read_bytes() for f in sorted(mailbox.glob("*.eml"))]
+    ids = [s.id for i in range(0, len(raws), 50) for s in intake.store_many(engine, raws[i:i + 50], "pipe")]
     batches = [reading.read(engine, ids[i:i + 50]) for i in range(0, len(ids), 50)]
     counts: collections.Counter[str] = collections.Counter()
     where = ["other"]

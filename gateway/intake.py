@@ -97,11 +97,12 @@ def _insert_all(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return ids
 
 
-def store_group(engine: Engine, items: list[Incoming]) -> list[Stored]:
+def store_group(engine: Engine, items: list[Incoming], known_keys: list[Keys] | None = None) -> list[Stored]:
     """Store messages in one transaction (group commit: each is committed once all are),
     in one INSERT for all but a second copy of a message of the same group (after it).
     Raises IntegrityError when a concurrent store took one of their keys meanwhile."""
-    keys = [keys_of(item.raw) for item in items]  # before the write lock: hashing needs none
+    # Before the write lock: hashing needs none.
+    keys = known_keys if known_keys is not None else [keys_of(item.raw) for item in items]
     with session_scope(engine) as session:
         wanted = {k.dedupe for k in keys} | {k.message_id for k in keys if k.message_id}
         known = dict(session.execute(select(InboundMessage.dedupe_key, InboundMessage.id).where(
@@ -126,13 +127,14 @@ def _first_known(known: dict[str | None, int], key: Keys) -> int | None:
     return known.get(key.dedupe) or (known.get(key.message_id) if key.message_id else None)
 
 
-def store_many(engine: Engine, raws: list[bytes], door: str) -> list[Stored]:
-    """Store a backlog's messages in one transaction (a folder replay: no envelope).
+def store_many(engine: Engine, raws: list[bytes], door: str, keys: list[Keys] | None = None) -> list[Stored]:
+    """Store a backlog's messages in one transaction (a folder replay: no envelope); `keys`,
+    their keys when already known (a backlog's reading process hashed them beside).
 
     Falls back to one transaction per message when the batch meets a concurrent store.
     """
     try:
-        return store_group(engine, [Incoming(raw, door) for raw in raws])
+        return store_group(engine, [Incoming(raw, door) for raw in raws], keys)
     except IntegrityError:
         return [store(engine, raw, door) for raw in raws]
 

@@ -14,7 +14,6 @@ from gateway import intake
 from gateway.db import session_scope
 from gateway.models import Case, InboundMessage
 from gateway.pipeline import run
-from gateway.receive import pipe
 
 OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Factures impossibles"
 REUSED = "<20261130.1@broken-mailer.example>"
@@ -67,16 +66,13 @@ def test_a_replayed_folder_tells_them_apart_the_same_way(loaded, settings) -> No
     assert outcomes[1].reasons[-1] == f"reuses the Message-ID of message {stored[0].id} with other content"
 
 
-def test_a_copy_of_a_message_stored_before_content_keys_is_a_duplicate(loaded, settings, tmp_path) -> None:
+def test_a_copy_of_a_message_stored_before_content_keys_is_a_duplicate(loaded, settings) -> None:
     raw = with_id(mail(CLAIRE, OPEN)).as_bytes()
     deliver(loaded, settings, raw)
     with session_scope(loaded) as session:  # the key an older gateway wrote: the bare Message-ID
         session.execute(update(InboundMessage).values(dedupe_key=REUSED))
-    folder = tmp_path / "backlog"
-    folder.mkdir()
-    (folder / "1.eml").write_bytes(raw)
-    ids, failed = pipe.store_all(loaded, pipe.read_sources([str(folder)]))
-    assert deliver(loaded, settings, raw)[0] == "ignored" and not failed
+    ids = [s.id for s in intake.store_many(loaded, [raw], "pipe")]  # as a replayed folder stores it
+    assert deliver(loaded, settings, raw)[0] == "ignored"
     first = first_id(loaded)
     with session_scope(loaded) as session:
         assert session.get(InboundMessage, ids[0]).duplicate_of == first

@@ -7,7 +7,7 @@ import smtplib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
@@ -17,8 +17,10 @@ from sqlalchemy import Engine, func, select
 
 from gateway.config import Settings
 from gateway.db import one_writer, session_scope
+from gateway.keys import keys_of
 from gateway.models import Disposition, InboundMessage
-from gateway.receive import pipe, smtp
+from gateway.pipeline.parsing import Item
+from gateway.receive import files, pipe, smtp
 
 SUPPORT = "assistance@editeur.example"
 CUSTOMER = "client@example.com"
@@ -238,20 +240,20 @@ def test_stop_hangs_up_on_open_sessions(start_door) -> None:
 def test_read_sources_reads_standard_input_when_no_path(monkeypatch) -> None:
     raw = message()
     monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(raw)))
-    assert list(pipe.read_sources([])) == [("<stdin>", raw)]
+    assert list(files.read_sources([])) == [("<stdin>", raw)]
 
 
 def test_read_sources_reads_a_file(tmp_path) -> None:
     path = tmp_path / "one.eml"
     path.write_bytes(b"Subject: one\n\nbody\n")
-    assert list(pipe.read_sources([str(path)])) == [(str(path), b"Subject: one\n\nbody\n")]
+    assert list(files.read_sources([str(path)])) == [(str(path), b"Subject: one\n\nbody\n")]
 
 
 def test_read_sources_walks_a_folder_in_name_order_skipping_hidden(tmp_path) -> None:
     for name in ("b.eml", "a.eml", "sub/c.eml", ".hidden", ".cache/d.eml", "z/.e.eml"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(name.encode())
-    labels = [label for label, _ in pipe.read_sources([str(tmp_path)])]
+    labels = [label for label, _ in files.read_sources([str(tmp_path)])]
     assert labels == [str(tmp_path / n) for n in ("a.eml", "b.eml", "sub/c.eml")]
 
 
@@ -260,50 +262,42 @@ def test_read_sources_reads_new_then_cur_of_a_maildir(tmp_path) -> None:
         (tmp_path / sub).mkdir()
     for name in ("new/2", "new/1", "cur/0:2,S", "tmp/in-progress", "new/.hidden"):
         (tmp_path / name).write_bytes(name.encode())
-    raws = [raw for _, raw in pipe.read_sources([str(tmp_path)])]
+    raws = [raw for _, raw in files.read_sources([str(tmp_path)])]
     assert raws == [b"new/1", b"new/2", b"cur/0:2,S"]
 
 
 def test_read_sources_refuses_a_missing_path_before_reading(tmp_path) -> None:
     (tmp_path / "here.eml").write_bytes(b"x")
     with pytest.raises(FileNotFoundError):
-        next(pipe.read_sources([str(tmp_path / "here.eml"), str(tmp_path / "gone.eml")]))
+        next(files.read_sources([str(tmp_path / "here.eml"), str(tmp_path / "gone.eml")]))
 
 
-def test_store_all_stores_a_folder(tmp_path, engine) -> None:
+def items(sources: Iterable[tuple[str, bytes]]) -> list[Item]:
+    return [Item(label, raw, keys_of(raw)) for label, raw in sources]
+
+
+def test_store_batch_stores_a_folder(tmp_path, engine) -> None:
     folder = tmp_path / "backlog"
     folder.mkdir()
     raws = [message(f"n°{i}") for i in range(3)]
     for i, raw in enumerate(raws):
         (folder / f"{i}.eml").write_bytes(raw)
-    stored, failed = pipe.store_all(engine, pipe.read_sources([str(folder)]))
+    stored, failed = pipe.store_batch(engine, items(files.read_sources([str(folder)])))
     assert failed == []
     assert [(r.id, r.raw, r.door) for r in rows(engine)] == [
-        (i, raw, "pipe") for i, raw in zip(stored, raws)]
+        (row.id, raw, "pipe") for (_, row), raw in zip(stored, raws, strict=True)]
 
 
-def test_store_all_reports_what_it_could_not_store_and_goes_on(engine, caplog) -> None:
-    def batch() -> Iterator[tuple[str, bytes]]:
-        yield "first", message()
-        with table_away(engine):
-            yield "second", message()
-        yield "third", message()
-
-    stored, failed = pipe.store_all(engine, batch(), batch_size=1)
-    assert failed == ["second"]
-    assert len(stored) == 2
-    assert "could not store second" in caplog.text
-    with session_scope(engine) as session:
-        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 2
-
-
-def test_store_all_in_batches_names_every_message_it_could_not_store(engine, caplog) -> None:
-    sources = [(f"m{i}", message()) for i in range(3)]
+def test_store_batch_stores_one_by_one_and_names_what_it_could_not_store(engine, caplog) -> None:
+    batch = items([("first", message()), ("second", message()), ("third", message())])
     with table_away(engine):
-        stored, failed = pipe.store_all(engine, iter(sources), batch_size=2)
-    assert stored == [] and failed == ["m0", "m1", "m2"]
-    stored, failed = pipe.store_all(engine, iter(sources), batch_size=2)
-    assert len(stored) == 3 and failed == []
+        stored, failed = pipe.store_batch(engine, batch)
+    assert stored == [] and failed == ["first", "second", "third"]
+    assert "could not store second" in caplog.text
+    stored, failed = pipe.store_batch(engine, batch)
+    assert [item for item, _ in stored] == batch and failed == []
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 3
 
 
 def test_concurrent_sessions_are_each_stored_once_and_a_copy_is_a_duplicate(start_door, engine) -> None:

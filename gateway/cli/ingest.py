@@ -58,6 +58,8 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
     too when standard input is not a terminal. Standard error gets one
     line at most; reading standard input, the log goes to `[log] file`, syslog or nowhere.
     """
+    # A backlog's files are read and parsed beside from now on, while the rest loads (`ahead`).
+    reader = _early_reader(list(paths))
     # Imported here: the other commands need neither, and a pipe delivery starts faster.
     from gateway.receive import pipe, pipe_exit
     if paths and (sender is not None or recipients):
@@ -68,6 +70,22 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
         logs.for_pipe()
     # `app.connect` opens the settings and the engine inside the guarded work, so that a
     # configuration or database that fails becomes a 75 like any other failure to store.
-    status = pipe_exit.run(functools.partial(pipe.ingest, app.connect, list(paths), envelope=envelope))
+    status = pipe_exit.run(functools.partial(pipe.ingest, app.connect, list(paths), envelope=envelope,
+                                             reader=reader))
     app.close()  # before `leave` may end the process: SQLite's last connection writes its log back
     pipe_exit.leave(status)
+
+
+def _early_reader(paths: list[str]) -> Any:
+    """A started `ahead.Reader` of the files of `paths`; None for standard input, or when
+    they cannot be listed (`pipe.ingest` lists them again, and its failure is the delivery's)."""
+    if not paths:
+        return None
+    from gateway.pipeline import ahead
+    from gateway.receive import files
+    try:
+        reader = ahead.Reader(files.message_files(paths))
+    except OSError:
+        return None
+    reader.start()
+    return reader

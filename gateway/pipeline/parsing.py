@@ -1,22 +1,36 @@
-"""The parsing process beside a backlog's writer (see `ahead`): it reads batches of raw
-messages on standard input and writes them back parsed on standard output, until its
-input ends (the writer is done, or gone however it ended).
+"""The reading process beside a backlog's writer (see `ahead`): it reads batches of file
+names on standard input and writes back, for each file, its bytes, their keys and their
+parse, until its input ends (the writer is done, or gone however it ended).
 
-It imports `parse` and nothing of the database, so that it starts in a fraction of a
-second. A frame is 8 bytes of length, then a pickle: a list of raw messages one way, a
-list of the same length the other, each `ParsedMail` or None where parsing raised (the
-writer parses that one itself, so that the message is held with its own exception).
-Both ends are the gateway's own processes: nothing else writes to these pipes.
+It imports the parser and the keys and nothing of the database, so that it starts in a
+fraction of a second. A frame is 8 bytes of length, then a pickle: a list of file names
+one way, a list of the same length the other, each an `Item` or None where the file could
+not be read (the writer reads that one itself, and meets the error). Both ends are the
+gateway's own processes: nothing else writes to these pipes.
 """
 from __future__ import annotations
 
 import pickle
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
+from gateway.keys import Keys, keys_of
 from gateway.pipeline.parse import ParsedMail, parse
 
 _LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Item:
+    """A backlog's message as read before it is stored: its file, bytes and keys, and its
+    parse (None when not parsed yet, or when parsing raised: the writer parses it again,
+    so that the message is held with its own exception)."""
+    label: str
+    raw: bytes
+    keys: Keys
+    parsed: ParsedMail | None = None
 
 
 def write_frame(stream: IO[bytes], value: Any) -> None:
@@ -39,30 +53,33 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(data)
 
 
-def parse_all(raws: list[bytes]) -> list[ParsedMail | None]:
-    """`parse` of each raw message; None for one whose parsing raised."""
-    parsed: list[ParsedMail | None] = []
-    for raw in raws:
-        try:
-            parsed.append(parse(raw))
-        except Exception:  # noqa: BLE001 - `parse` never raises; should it, the writer holds the message
-            parsed.append(None)
-    return parsed
+def read_item(label: str) -> Item | None:
+    """The file `label` read, keyed and parsed; None when it cannot be read."""
+    try:
+        raw = Path(label).read_bytes()
+    except OSError:
+        return None
+    try:
+        parsed: ParsedMail | None = parse(raw)
+    except Exception:  # noqa: BLE001 - `parse` never raises; should it, the writer holds the message
+        parsed = None
+    return Item(label, raw, keys_of(raw), parsed)
 
 
 def main() -> None:
-    """Parse what comes on standard input until it ends."""
+    """Read, key and parse the files named on standard input until it ends."""
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:
-            raws = read_frame(requests)
+            labels = read_frame(requests)
         except EOFError:
             return
-        parsed = parse_all(raws)
+        items = [read_item(label) for label in labels]
         try:
-            write_frame(answers, parsed)
+            write_frame(answers, items)
         except (pickle.PicklingError, TypeError, AttributeError):  # a value that does not pickle
-            write_frame(answers, [None] * len(raws))
+            write_frame(answers, [None if item is None else Item(item.label, item.raw, item.keys)
+                                  for item in items])
 
 
 if __name__ == "__main__":
