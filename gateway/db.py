@@ -62,15 +62,19 @@ _READ_ONLY = "gateway_read_only"
 
 @contextmanager
 def read_scope(engine: Engine) -> Iterator[Session]:
-    """A session for reading only: it never holds SQLite's write lock, and ends with a
-    rollback. Writing in it is a bug (SQLite would then fail at once rather than wait)."""
+    """A session for reading only: it never holds SQLite's write lock. Writing in it is a
+    bug (SQLite would then fail at once rather than wait). It ends with a commit of what it
+    read (a rollback when the block raised): psycopg forgets every statement it prepared
+    on a connection at each rollback, so that a backlog's batches, each read in one of
+    these, prepared their statements again every time."""
     with engine.connect() as connection:
         session = Session(connection.execution_options(**{_READ_ONLY: True}))
         try:
             yield session
+            session.commit()
         finally:
             session.close()
-            connection.rollback()
+            connection.rollback()  # after the commit, nothing: psycopg sends no ROLLBACK then
 
 
 @contextmanager
