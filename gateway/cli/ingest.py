@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from gateway import logs
 from gateway.cli.app import App, pass_app
+
+if TYPE_CHECKING:  # imported by the command itself, when it runs
+    from gateway.pipeline.ahead import Reader
 
 
 class PipedUsageError(click.UsageError):
@@ -58,13 +61,13 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
     too when standard input is not a terminal. Standard error gets one
     line at most; reading standard input, the log goes to `[log] file`, syslog or nowhere.
     """
+    if paths and (sender is not None or recipients):
+        raise for_the_mta(click.UsageError("--sender and --recipient describe the message on standard input, "
+                                           "not files"))
     # A backlog's files are read and parsed beside from now on, while the rest loads (`ahead`).
     reader = _early_reader(list(paths))
     # Imported here: the other commands need neither, and a pipe delivery starts faster.
     from gateway.receive import pipe, pipe_exit
-    if paths and (sender is not None or recipients):
-        raise for_the_mta(click.UsageError("--sender and --recipient describe the message on standard input, "
-                                           "not files"))
     envelope = pipe.Envelope.given(sender, recipients)
     if not paths:
         logs.for_pipe()
@@ -76,7 +79,7 @@ def ingest(app: App, paths: tuple[str, ...], sender: str | None, recipients: tup
     pipe_exit.leave(status)
 
 
-def _early_reader(paths: list[str]) -> Any:
+def _early_reader(paths: list[str]) -> Reader | None:
     """A started `ahead.Reader` of the files of `paths`; None for standard input, or when
     they cannot be listed (`pipe.ingest` lists them again, and its failure is the delivery's)."""
     if not paths:

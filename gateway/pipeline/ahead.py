@@ -51,8 +51,8 @@ class Reader:
     each batch's `Item`s, read beside the writer once `start` ran, else by the writer."""
 
     def __init__(self, files: list[str], batch: int = BATCH) -> None:
-        self.files = files
         self._batches = [files[start:start + batch] for start in range(0, len(files), batch)]
+        self._bytes: dict[int, int] = {}  # a batch's size on disk, once asked
         self._process: subprocess.Popen[bytes] | None = None
         self._requests: queue.SimpleQueue[tuple[list[str], _Answer] | None] = queue.SimpleQueue()
         self._courier: threading.Thread | None = None
@@ -87,15 +87,20 @@ class Reader:
         if self._process is None:
             return
         asked = self._ahead[-1][0] if self._ahead else index - 1
-        held = sum(_size(label) for n, _ in self._ahead for label in self._batches[n])
+        held = sum(self._size(n) for n, _ in self._ahead)
         for n in range(max(asked + 1, index), min(index + 1 + AHEAD, len(self._batches))):
-            size = sum(_size(label) for label in self._batches[n])
+            size = self._size(n)
             if self._ahead and held + size > AHEAD_BYTES:
                 return  # the writer reads the next ones itself, or asks again later
             answer: _Answer = Future()
             self._requests.put((self._batches[n], answer))
             self._ahead.append((n, answer))
             held += size
+
+    def _size(self, index: int) -> int:
+        if index not in self._bytes:
+            self._bytes[index] = sum(_file_size(label) for label in self._batches[index])
+        return self._bytes[index]
 
     def _carry(self) -> None:
         """The courier's thread: each request to the process, its answer back, in order."""
@@ -149,7 +154,7 @@ def _read_here(label: str) -> Item:
     return Item(label, raw, keys_of(raw))
 
 
-def _size(label: str) -> int:
+def _file_size(label: str) -> int:
     try:
         return os.stat(label).st_size
     except OSError:
