@@ -89,7 +89,8 @@ def test_a_reading_process_that_died_leaves_the_reading_to_the_writer(tmp_path) 
         reader._process.wait()
         items = [i for b in reader for i in b]
     here = read_here(files)
-    assert items[5:] == [Item(i.label, i.raw, i.keys) for i in here[5:]]
+    assert [(i.label, i.raw, i.keys) for i in items] == [(i.label, i.raw, i.keys) for i in here]
+    assert items[5:] == [Item(i.label, i.raw, i.keys) for i in here[5:]]  # parsed when decided
 
 
 def test_a_file_gone_before_it_is_read_fails_in_the_writer(tmp_path) -> None:
