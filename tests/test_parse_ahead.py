@@ -46,7 +46,7 @@ def backlog(folder: Path) -> list[str]:
 
 
 def read_here(files: list[str]) -> list[Item]:
-    return [Item(f, Path(f).read_bytes(), keys_of(Path(f).read_bytes()), parse(Path(f).read_bytes())) for f in files]
+    return [Item(f, raw, keys_of(raw), parse(raw)) for f in files for raw in [Path(f).read_bytes()]]
 
 
 def test_files_read_beside_are_what_the_writer_reads(tmp_path) -> None:

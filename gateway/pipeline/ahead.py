@@ -43,7 +43,9 @@ _Answer = Future[list[Item | None]]
 
 BATCH = 50  # messages stored, then decided, per transaction when replaying a folder
 AHEAD = 2  # batches read ahead of the one being stored (a busy machine may slow the reader)
-AHEAD_BYTES = 32 * 1024 * 1024  # at most this much of files read ahead, one batch at least
+# At most this much of files read ahead, one batch at least: the bound of a decided group
+# (`reading.BATCH_BYTES`), not imported from there since `reading` loads the database.
+AHEAD_BYTES = 32 * 1024 * 1024
 
 
 class Reader:

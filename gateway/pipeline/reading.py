@@ -11,7 +11,7 @@ from gateway.db import read_scope
 from gateway.models import Disposition, InboundMessage
 from gateway.pipeline.parse import ParsedMail, parse
 
-BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed ahead of one transaction
+BATCH_BYTES = 32 * 1024 * 1024  # raw bytes read and parsed for one transaction at most
 
 
 @dataclass(frozen=True)
