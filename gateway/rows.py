@@ -39,17 +39,18 @@ ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
 def _notices(by_author: bool, by_case: bool) -> Select[int, Any]:
     """A recipient's notices in a window, about an author's messages or a case (outbox.py).
     Each delivery's mail is read by its key in a scalar subquery, which neither database
-    turns into a join: planned with the statistics of tables that were empty a moment
-    before (a new database's first backlog), PostgreSQL joined each delivery to a scan of
-    every notice."""
+    turns into a join, and the subquery gives the mail's audience, compared outside it: no
+    other index than the key can serve the subquery. Planned with the statistics of tables
+    that were empty a moment before (a new database's first backlog), PostgreSQL joined each
+    delivery to a scan of every notice, and then read each delivery's mail through the
+    index on the audience (all of them notices) instead of its key."""
     same = ([OUTBOUND.c.author == bindparam("author")] * by_author
             + [OUTBOUND.c.case_id == bindparam("case_id")] * by_case)
-    notice = (select(OUTBOUND.c.id).where(OUTBOUND.c.id == DELIVERIES.c.message_id,
-                                          OUTBOUND.c.audience == bindparam("audience"), or_(*same))
-              .scalar_subquery())
+    audience = (select(OUTBOUND.c.audience).where(OUTBOUND.c.id == DELIVERIES.c.message_id, or_(*same))
+                .scalar_subquery())
     return (select(func.count(), func.min(DELIVERIES.c.created_at))
             .where(DELIVERIES.c.recipient == bindparam("recipient"), DELIVERIES.c.created_at > bindparam("since"),
-                   notice.is_not(None)))
+                   audience == bindparam("audience")))
 
 
 # The outbox's count of a recipient's recent notices (Outbox._held_until), by (author, case).
