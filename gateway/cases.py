@@ -98,11 +98,16 @@ def open_case(session: Session, *, client: Client, contact: Contact, licence: Li
 
 
 def event(session: Session, case: Case, kind: str, *, author: str, text: str, now: dt.datetime,
-          inbound_id: int | None = None, internal: bool = False) -> int:
-    """Append an event to the case's timeline; its id. (A Core insert: the timeline is
-    append-only and this is on the path of every message.)"""
-    return rows.new_id(session, rows.ADD_EVENT, dict(
-        case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal, inbound_id=inbound_id))
+          inbound_id: int | None = None, internal: bool = False, wanted: bool = True) -> int | None:
+    """Append an event to the case's timeline; its id, or None when not `wanted` (the row
+    is then sent `later`: nobody waits for its answer). A Core insert: the timeline is
+    append-only and this is on the path of every message."""
+    values = dict(case_id=case.id, kind=kind, author=author, at=now, text=text, internal=internal,
+                  inbound_id=inbound_id)
+    if not wanted:
+        rows.ADD_EVENT_LATER.later(session, [values])
+        return None
+    return rows.new_id(session, rows.ADD_EVENT, values)
 
 
 def _batches(files: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -121,16 +126,17 @@ def _batches(files: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def store_files(session: Session, case: Case, event_id: int,
+def store_files(session: Session, case: Case, event_id: int | None,
                 attachments: Sequence[ParsedAttachment]) -> list[StoredFile]:
     """Keep a message's files on the case's event, with their size and SHA-256; what the
-    outbox needs to carry them along."""
+    outbox needs to carry them along. `event_id` may be None only without files."""
     files = [dict(case_id=case.id, event_id=event_id, filename=att.filename[:255],
                   content_type=att.content_type[:255], size=len(att.data),
                   sha256=hashlib.sha256(att.data).hexdigest(), data=att.data, inline=att.inline)
              for att in attachments]
     if not files:
         return []
+    assert event_id is not None, "files need their event"
     ids = [i for batch in _batches(files) for i in rows.new_ids(session, rows.ADD_FILES, batch)]
     return [StoredFile(i, att.filename[:255], att.content_type[:255], len(att.data), att.inline)
             for i, att in zip(ids, attachments, strict=True)]

@@ -9,14 +9,23 @@ of the session's connection, in the session's transaction. It never flushes the 
 
 Should the driver raise, its error is turned into SQLAlchemy's as the engine does (an
 `IntegrityError` stays one) and a lost connection is invalidated.
+
+A statement whose answer nobody reads (a message's outcome, its deliveries) can be sent
+`later`: on PostgreSQL, inside a session that allows it (`PIPELINED` in its info), it goes
+out at once in psycopg's pipeline mode and the writer goes on while the server runs it.
+The next `first` or `many` runs in the same pipeline (its answer, and those before it,
+come back in one round trip); any other statement the engine runs, and the end of a
+transaction or of a savepoint, first wait for every answer (`settle`, called by `watch`'s
+events). An error among them is raised there. Elsewhere `later` is `many`.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sqlalchemy import ClauseElement, ColumnElement, Dialect, exc
+from sqlalchemy import ClauseElement, ColumnElement, Dialect, Engine, event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import Compiled
@@ -83,6 +92,31 @@ class Direct:
         finally:
             cursor.close()
 
+    def later(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Run once per row, without waiting for the answers where the session allows it
+        (see the module's text); no result."""
+        if not rows:
+            return
+        connection = session.connection()
+        if not (session.info.get(PIPELINED) and connection.dialect.name == "postgresql"):
+            self.many(session, rows)
+            return
+        form = self._form(connection.dialect, rows[0])
+        parameters = [form.parameters(r) for r in rows]
+        info = connection.connection.info
+        if _PIPELINE not in info:
+            driver = connection.connection.dbapi_connection
+            pipeline = driver.pipeline()  # type: ignore[union-attr]
+            pipeline.__enter__()
+            info[_PIPELINE] = (pipeline, driver.cursor())  # type: ignore[union-attr]
+        cursor = info[_PIPELINE][1]
+        try:
+            for each in parameters:
+                cursor.execute(form.sql, each)
+        except connection.dialect.loaded_dbapi.Error as error:
+            info.pop(_PIPELINE)[0].__exit__(type(error), error, None)
+            _failed(connection, cursor, form.sql, parameters, error)
+
     def _form(self, dialect: Dialect, values: dict[str, Any]) -> _Form:
         key = (dialect.name, frozenset(values))
         form = self._forms.get(key)
@@ -105,11 +139,58 @@ class Direct:
         return _Form(compiled.string, order, fixed, bind, rename, results)
 
 
+PIPELINED = "gateway_pipelined"  # session.info: statements sent `later` need not wait
+_PIPELINE = "gateway_pipeline"   # a connection's info: its open pipeline and cursor
+
+
+def settle(connection: Connection) -> None:
+    """Wait for the answers of what was sent `later` on `connection`, if anything; raises
+    the first error among them as the engine would."""
+    open_ = _take(connection)
+    if open_ is None:
+        return
+    pipeline, cursor = open_
+    try:
+        pipeline.__exit__(None, None, None)
+    except connection.dialect.loaded_dbapi.Error as error:
+        _failed(connection, cursor, "(statements sent in a pipeline)", None, error)
+    finally:
+        cursor.close()
+
+
+def _forget(connection: Connection) -> None:
+    """The transaction ends without its writes: the pipeline's answers are not wanted."""
+    open_ = _take(connection)
+    if open_ is not None:
+        pipeline, cursor = open_
+        with contextlib.suppress(Exception):
+            pipeline.__exit__(None, None, None)
+        cursor.close()
+
+
+def _take(connection: Connection) -> tuple[Any, Any] | None:
+    """The connection's open pipeline and its cursor, no longer its own; None if none."""
+    if connection.closed or connection.invalidated:
+        return None
+    open_: tuple[Any, Any] | None = connection.connection.info.pop(_PIPELINE, None)
+    return open_
+
+
+def watch(engine: Engine) -> None:
+    """Have every statement the engine runs, and every end of a transaction or savepoint,
+    wait first for what was sent `later` on its connection."""
+    for name in ("before_cursor_execute", "commit", "savepoint", "release_savepoint", "prepare_twophase"):
+        event.listen(engine, name, lambda connection, *_args, **_kw: settle(connection))
+    for name in ("rollback", "rollback_savepoint"):
+        event.listen(engine, name, lambda connection, *_args, **_kw: _forget(connection))
+
+
 def _failed(connection: Connection, cursor: Any, sql: str, parameters: Any, error: Any) -> NoReturn:
     """Raise the driver's `error` as the engine would have."""
     dialect = connection.dialect
     lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
     if lost:
+        connection.connection.info.pop(_PIPELINE, None)  # it went with the connection
         connection.invalidate(error)
     raise exc.DBAPIError.instance(sql, parameters, error, dialect.loaded_dbapi.Error,
                                   connection_invalidated=lost, dialect=dialect) from error

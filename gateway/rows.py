@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, Update, bindparam, func, insert, inspect, or_, select, update
+from sqlalchemy import Insert, Select, Table, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.direct import Direct
@@ -30,10 +30,11 @@ OUTBOUND, DELIVERIES, OUTBOUND_FILES = table(OutboundMessage), table(Delivery), 
 # Every message writes these: run on the driver's cursor (direct.py), every column given.
 ADD_CASE = Direct(insert(CASES).returning(CASES.c.id), returns=[CASES.c.id])
 ADD_EVENT = Direct(insert(EVENTS).returning(EVENTS.c.id), returns=[EVENTS.c.id])
+ADD_EVENT_LATER = Direct(insert(EVENTS))  # sent `later`: its id is not wanted
 ADD_OUTBOUND = Direct(insert(OUTBOUND).returning(OUTBOUND.c.id), returns=[OUTBOUND.c.id])
 ADD_DELIVERIES = Direct(insert(DELIVERIES))
 ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=True)
-ADD_OUTBOUND_FILES: Insert = insert(OUTBOUND_FILES)
+ADD_OUTBOUND_FILES = Direct(insert(OUTBOUND_FILES))
 
 
 def _notices(by_author: bool, by_case: bool) -> Select[int, Any]:
@@ -82,15 +83,15 @@ def new_ids(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> 
 
 
 def add(session: Session, statement: Insert | Direct, rows: list[dict[str, Any]]) -> None:
-    """Insert rows in one statement (executemany)."""
+    """Insert rows in one statement (executemany); a `Direct` one is sent `later`."""
     if isinstance(statement, Direct):
-        statement.many(session, rows)
+        statement.later(session, rows)
     elif rows:
         session.connection().execute(statement, rows)
 
 
 # UPDATE cases SET <these columns> WHERE id = …, by the set of columns a message changed.
-_CASE_UPDATES: dict[frozenset[str], Update] = {}
+_CASE_UPDATES: dict[frozenset[str], Direct] = {}
 
 
 def write_cases(session: Session) -> None:
@@ -107,10 +108,10 @@ def write_cases(session: Session) -> None:
         if keys:
             statement = _CASE_UPDATES.get(keys)
             if statement is None:
-                statement = _CASE_UPDATES[keys] = update(CASES).where(CASES.c.id == bindparam("case_id")).values(
-                    {key: bindparam(f"new_{key}", type_=CASES.c[key].type) for key in keys})
+                statement = _CASE_UPDATES[keys] = Direct(update(CASES).where(CASES.c.id == bindparam("case_id")).values(
+                    {key: bindparam(f"new_{key}", type_=CASES.c[key].type) for key in keys}))
             values = {f"new_{key}": state.dict[key] for key in keys}
-            session.connection().execute(statement, {"case_id": case.id, **values})
+            statement.later(session, [{"case_id": case.id, **values}])
         state._commit_all(state.dict, session.identity_map)  # as the flush does once it wrote the row
 
 

@@ -1,17 +1,20 @@
 """Statements run on the driver's cursor (gateway/direct.py) write and read what the engine
 would, on both databases: dates, JSON, literals of the statement, RETURNING; and a driver's
-error reaches the caller as the engine's exception (an IntegrityError stays one)."""
+error reaches the caller as the engine's exception (an IntegrityError stays one). Rows sent
+`later` (on PostgreSQL, in a pipeline nobody waits for) are there for the next statement,
+however it is run; their error is raised by the next statement that waits, or the commit;
+a rollback forgets them."""
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import intake, rows
 from gateway.db import session_scope
-from gateway.direct import Direct
+from gateway.direct import PIPELINED, Direct
 from gateway.models import Delivery, InboundMessage
 
 INBOUND = InboundMessage.__table__
@@ -45,3 +48,63 @@ def test_the_drivers_error_is_the_engines(engine) -> None:
         rows.ADD_DELIVERIES.many(session, [delivery])
     with session_scope(engine) as session:  # the connection is still good for the next one
         assert session.scalar(select(Delivery.id).limit(1)) is None
+
+
+def _delivery(message_id: int, recipient: str) -> dict[str, object]:
+    row = {c.key: None for c in Delivery.__table__.c if c.key != "id"}
+    row.update(message_id=message_id, recipient=recipient, token="", created_at=AT, status="pending",
+               attempts=0, next_attempt_at=AT)
+    return row
+
+
+def _outbound(session, message_id: str = "<m@x.example>") -> int:
+    return rows.new_id(session, rows.ADD_OUTBOUND, {**_outbound_values(), "message_id": message_id})
+
+
+def test_rows_sent_later_are_read_by_the_next_statement_whichever_runs_it(engine) -> None:
+    with session_scope(engine) as session:
+        session.info[PIPELINED] = True
+        message = _outbound(session)
+        rows.ADD_DELIVERIES.later(session, [_delivery(message, "a@b.example"), _delivery(message, "c@d.example")])
+        # The engine's statement, then a statement on the cursor, each after rows sent later.
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 2
+        rows.ADD_DELIVERIES.later(session, [_delivery(message, "e@f.example")])
+        assert rows.ADD_OUTBOUND.first(session, {**_outbound_values(), "message_id": "<n@x.example>"}) is not None
+        rows.ADD_DELIVERIES.later(session, [_delivery(message, "g@h.example")])  # then the commit
+    with session_scope(engine) as session:
+        assert sorted(session.scalars(select(Delivery.recipient))) == [
+            "a@b.example", "c@d.example", "e@f.example", "g@h.example"]
+
+
+def _outbound_values() -> dict[str, object]:
+    values = {c.key: None for c in rows.OUTBOUND.c if c.key != "id"}
+    values.update(created_at=AT, kind="ack", auto_submitted="auto-replied", audience="", to_header=[],
+                  cc_header=[], subject="s", text="t", html="h")
+    return values
+
+
+@pytest.mark.parametrize("then", ["engine", "cursor", "commit"])
+def test_an_error_sent_later_is_raised_by_the_next_statement_that_waits(engine, then) -> None:
+    with pytest.raises(IntegrityError), session_scope(engine) as session:  # no such outbound message
+        session.info[PIPELINED] = True
+        rows.ADD_DELIVERIES.later(session, [_delivery(999_999, "a@b.example")])
+        if then == "engine":
+            session.scalar(select(Delivery.id).limit(1))
+        elif then == "cursor":
+            _outbound(session)
+    with session_scope(engine) as session:  # nothing of it written, the connection still good
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_a_rollback_forgets_what_was_sent_later(engine) -> None:
+    with pytest.raises(RuntimeError), session_scope(engine) as session:
+        session.info[PIPELINED] = True
+        message = _outbound(session)
+        rows.ADD_DELIVERIES.later(session, [_delivery(message, "a@b.example")])
+        raise RuntimeError("the block fails")
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+        session.info[PIPELINED] = True  # the next transaction on the same connection writes as usual
+        rows.ADD_DELIVERIES.later(session, [_delivery(_outbound(session), "b@c.example")])
+    with session_scope(engine) as session:
+        assert list(session.scalars(select(Delivery.recipient))) == ["b@c.example"]

@@ -76,3 +76,23 @@ def test_a_batch_reads_ahead_and_decides_each_message_once(loaded, settings) -> 
     outcomes = run.process_many(loaded, settings, ids)
     assert [o is None for o in outcomes] == [False, False, True, False, False]
     assert {o.outcome for o in outcomes if o is not None} == {"created"}
+
+
+def test_two_gateways_with_overlapping_batches_decide_each_message_once(loaded, settings) -> None:
+    raws = [mail(CLAIRE, f"{OPEN} {i}").as_bytes() for i in range(12)]
+    ids = [s.id for s in intake.store_many(loaded, raws, "pipe")]
+    batches = [ids[:8], ids[4:], ids[::-1]]  # the last one in the other order
+    results: dict[int, list[object]] = {}
+    threads = [threading.Thread(target=lambda n=n, b=b: results.update({n: run.process_many(loaded, settings, b)}))
+               for n, b in enumerate(batches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    decided = sorted(i for n, batch in enumerate(batches) for i, o in zip(batch, results[n], strict=True)
+                     if o is not None)
+    assert decided == ids
+    with session_scope(loaded) as session:
+        acks = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.recipient == CLAIRE))
+        attempts = set(session.scalars(select(InboundMessage.attempts).where(InboundMessage.id.in_(ids))))
+    assert (acks, attempts) == (12, {1})

@@ -10,9 +10,9 @@ One expensive message never delays the others. A message is processed in two ste
 
 1. *read and parse*, with no lock held: the raw bytes are read in a read-only session
    (on SQLite it does not take the write lock), then parsed outside any transaction;
-2. *claim and decide*, in one write transaction: the claim (an UPDATE of a still pending
-   row, the transaction's first statement) takes the message, then the rules write the
-   case, the outbox and the outcome.
+2. *claim and decide*, in one write transaction: the claim (a `SELECT … FOR UPDATE` of the
+   still pending rows of a batch, the transaction's first statement) takes the messages,
+   then the rules write each one's case, outbox and outcome.
 
 Parsing, the only step whose cost depends on the message (see parse/), holds no lock. Two
 gateways may both read and parse a message, but only one claims it. A batch
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from gateway import bounds, rows, rules
 from gateway.config import Settings
 from gateway.db import session_scope, utcnow
-from gateway.direct import Direct
+from gateway.direct import PIPELINED, Direct
 from gateway.models import Disposition, InboundMessage
 from gateway.outbound.outbox import Outbox
 from gateway.pipeline import known, safety
@@ -44,7 +44,6 @@ from gateway.pipeline.sender import identify
 from gateway.pipeline.work import Claimed, Outcome, Work
 
 log = logging.getLogger(__name__)
-BIG_ROW = 1_000_000  # bytes of a message from which `claim` takes it in two statements
 
 
 def decide(session: Session, settings: Settings, inbound: Claimed, parsed: ParsedMail,
@@ -74,39 +73,32 @@ def decide(session: Session, settings: Settings, inbound: Claimed, parsed: Parse
     return outcome
 
 
-def claim(session: Session, read: Read, now: dt.datetime, retry: bool = False) -> Claimed | None:
-    """Take the message for this transaction; None when it was already processed.
+def claim(session: Session, reads: list[Read], retry: bool = False) -> dict[int, Claimed]:
+    """Take the messages for this transaction, in one statement; those already processed
+    (or being processed) by someone else are left out.
 
-    The first statement is a write so that two gateways (or `ingest` beside `serve`) never
-    process one message twice: the loser waits for the winner's commit, then sees no row.
+    It is the transaction's first statement and locks the rows, in the order of their ids,
+    so that two gateways (or `ingest` beside `serve`) never process one message twice: the
+    loser waits for the winner's commit, then no longer finds the message pending. On
+    SQLite the transaction holds the write lock from its start. The row is written once,
+    with the outcome (`_DONE`), which counts the attempt.
     """
-    params = {"claim_id": read.id, "claimed_at": now}
-    # What the messages before this one changed in the session is written here, before
-    # this message's rules read cases (the outcome and the outbox's counts never flush).
-    session.flush()
-    if read.size < BIG_ROW:
-        row = _CLAIM[retry].first(session, params)
-    else:  # SQLite rewrites the whole row, and RETURNING holds one more copy of it
-        connection = session.connection()
-        taken = connection.execute(_TAKE[retry], params).rowcount == 1
-        found = connection.execute(select(*_CLAIMED).where(_INBOUND.c.id == read.id)).first() if taken else None
-        row = tuple(found) if found is not None else None
-    return Claimed(row[0], row[1], list(row[2] or []), row[3]) if row is not None else None
+    found = session.execute(_CLAIM[retry], {"ids": [r.id for r in reads]})
+    return {row[0]: Claimed(row[0], row[1], list(row[2] or []), row[3]) for row in found}
 
 
 # The message's own row is written by Core statements built once: building a statement for
 # each message (and the ORM's work on it) cost four times what running it does.
 _INBOUND = rows.INBOUND
-_TAKE = {retry: update(_INBOUND)
-         .where(_INBOUND.c.id == bindparam("claim_id"), or_(*(
-             _INBOUND.c.outcome == d for d in ((Disposition.PENDING, Disposition.HELD) if retry
-                                               else (Disposition.PENDING,)))))
-         .values(attempts=_INBOUND.c.attempts + 1,
-                 processed_at=bindparam("claimed_at", type_=_INBOUND.c.processed_at.type))
-         for retry in (False, True)}
 _CLAIMED = (_INBOUND.c.id, _INBOUND.c.envelope_from, _INBOUND.c.envelope_to, _INBOUND.c.duplicate_of)
-_CLAIM = {retry: Direct(take.returning(*_CLAIMED), returns=_CLAIMED) for retry, take in _TAKE.items()}
-_DONE = Direct(update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id")))  # SET: the columns given
+_CLAIM = {retry: select(*_CLAIMED)
+          .where(_INBOUND.c.id.in_(bindparam("ids", expanding=True)), or_(*(
+              _INBOUND.c.outcome == d for d in ((Disposition.PENDING, Disposition.HELD) if retry
+                                                else (Disposition.PENDING,)))))
+          .order_by(_INBOUND.c.id).with_for_update()
+          for retry in (False, True)}
+# SET: the columns given, and the attempt counted.
+_DONE = Direct(update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id")).values(attempts=_INBOUND.c.attempts + 1))
 
 
 @dataclass(frozen=True)
@@ -170,9 +162,12 @@ def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetim
     done: list[Outcome | None] = []
     try:
         with session_scope(engine) as session:
+            session.info[PIPELINED] = True
+            claimed = claim(session, reads, retry)
             known.prefetch_batch(session, [r.parsed for r in reads if r.parsed is not None])
             for r in reads:
-                done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False))
+                done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False,
+                                        claimed=claimed))
                 if pace.pause():
                     break
     except _Unisolated:
@@ -185,10 +180,15 @@ class _Unisolated(Exception):
 
 
 def _process_in(session: Session, settings: Settings, read: Read, now: dt.datetime,
-                retry: bool, isolate: bool) -> Outcome | None:
-    inbound = claim(session, read, now, retry)
+                retry: bool, isolate: bool, claimed: dict[int, Claimed] | None = None) -> Outcome | None:
+    """Decide one message and write its outcome; `claimed`: what the batch's transaction
+    took (else the message is claimed here). None when it was processed by someone else."""
+    inbound = (claimed if claimed is not None else claim(session, [read], retry)).get(read.id)
     if inbound is None:
         return None
+    # What the messages before this one changed in the session is written here, before
+    # this message's rules read cases (the outcome and the outbox's counts never flush).
+    session.flush()
     parsed, error = read.parsed, None
     try:
         if read.error is not None:
@@ -206,10 +206,10 @@ def _process_in(session: Session, settings: Settings, read: Read, now: dt.dateti
         outcome = Outcome(Disposition.HELD, (f"unexpected error: {type(exc).__name__}: {exc}",))
         error = bounds.text(traceback.format_exc()[-8000:])
     reasons = [bounds.line(r, bounds.REASON) for r in outcome.reasons + read.notes]
-    values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error)
+    values = dict(outcome=outcome.outcome, reasons=reasons, case_id=outcome.case_id, error=error, processed_at=now)
     if parsed is not None:
         values.update(sender=parsed.from_addr, subject=parsed.subject)
-    _DONE.first(session, {"done_id": read.id, **values})
+    _DONE.later(session, [{"done_id": read.id, **values}])
     if outcome.release is not None:
         # The message this one confirmed, in the same transaction: confirmed and applied together.
         raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == outcome.release))

@@ -93,12 +93,14 @@ class Work:
     def case(self) -> Case | None:
         return self.reference().case
 
-    def event(self, case: Case, kind: str, text: str, internal: bool = False) -> int:
-        """Add an event by the sender to the case's timeline; its id."""
+    def event(self, case: Case, kind: str, text: str, internal: bool = False) -> int | None:
+        """Add an event by the sender to the case's timeline; its id, which only `files`
+        needs: None when the message has no files (nobody then waits for the row)."""
         return cases.event(self.session, case, kind, author=self.sender.address or "", text=text,
-                           now=self.now, inbound_id=self.inbound.id, internal=internal)
+                           now=self.now, inbound_id=self.inbound.id, internal=internal,
+                           wanted=bool(self.parsed.attachments))
 
-    def files(self, case: Case, event_id: int) -> list[StoredFile]:
+    def files(self, case: Case, event_id: int | None) -> list[StoredFile]:
         """Keep the message's files on `event_id`; what the outbox needs to carry them."""
         return cases.store_files(self.session, case, event_id, self.parsed.attachments)
 
