@@ -3,7 +3,10 @@ message within a bound and end with an outcome, and what was read only in part i
 the outcome's reasons (`gateway inbound list`).
 
 Times are the CPU time of the test's thread (`time.thread_time`), so that other work on
-the machine does not make a bounded message look slow.
+the machine does not make a bounded message look slow. The bounds are twice what the
+slowest message takes on this project's slower machine (25 MB of short lines: about a
+second of parsing there, 0.7 s on a faster one): wide enough for a slow machine, far too
+narrow for work that grows faster than the message.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from gateway.models import Disposition, InboundMessage
 from gateway.pipeline import run
 from gateway.pipeline.grammar import parse_request
 from gateway.pipeline.parse import parse
+
+PARSE_SECONDS = 2.0
 
 HEAD = f"From: {CLAIRE}\r\nTo: {SUPPORT}\r\nMessage-ID: <{{n}}@hostile.example>\r\nMIME-Version: 1.0\r\n"
 OPEN = "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute]"
@@ -82,11 +87,11 @@ def thread_seconds(call: Callable[[], Any]) -> tuple[Any, float]:
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_parse_and_the_grammar_take_under_a_second(name: str) -> None:
+def test_parse_and_the_grammar_take_a_bounded_time(name: str) -> None:
     raw = HOSTILE[name]()
     parsed, seconds = thread_seconds(lambda: parse(raw))
     _, grammar_seconds = thread_seconds(lambda: parse_request(parsed.subject, parsed.new_text))
-    assert seconds + grammar_seconds < 1.0, f"{name}: parse {seconds:.2f} s, grammar {grammar_seconds:.2f} s"
+    assert seconds + grammar_seconds < PARSE_SECONDS, f"{name}: parse {seconds:.2f} s, grammar {grammar_seconds:.2f} s"
 
 
 def deliver(engine: Engine, settings: Settings, raw: bytes) -> tuple[str, list[str], float]:
@@ -235,7 +240,7 @@ def hostile_messages(draw: st.DrawFn) -> bytes:
 def test_any_message_is_parsed_and_processed_within_a_bound(loaded, settings, raw) -> None:
     parsed, seconds = thread_seconds(lambda: parse(raw))
     _, grammar_seconds = thread_seconds(lambda: parse_request(parsed.subject, parsed.new_text))
-    assert seconds + grammar_seconds < 1.0, f"parse {seconds:.2f} s, grammar {grammar_seconds:.2f} s"
+    assert seconds + grammar_seconds < PARSE_SECONDS, f"parse {seconds:.2f} s, grammar {grammar_seconds:.2f} s"
     outcome, reasons, process_seconds = deliver(loaded, settings, raw)
     assert outcome not in (Disposition.PENDING, Disposition.HELD), reasons
     assert process_seconds < 2.0, f"process {process_seconds:.2f} s"
