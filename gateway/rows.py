@@ -54,8 +54,10 @@ def _notices(by_author: bool, by_case: bool) -> Select[int, Any]:
                    audience == bindparam("audience")))
 
 
-# The outbox's count of a recipient's recent notices (Outbox._held_until), by (author, case).
-NOTICES = {(a, c): _notices(a, c) for a in (False, True) for c in (False, True) if a or c}
+# The outbox's count of a recipient's recent notices (Outbox._held_until), by (author, case):
+# on the cursor, so that it comes back with what was sent `later` before it.
+NOTICES = {(a, c): Direct(s, returns=list(s.selected_columns))
+           for a in (False, True) for c in (False, True) if a or c for s in [_notices(a, c)]}
 
 # session.info: the gateway's own mails looked up in this transaction, by Message-ID:
 # (outbound id, case id), or None for a Message-ID that is not one of them.

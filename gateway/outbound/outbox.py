@@ -226,13 +226,13 @@ class Outbox:
         if not self.author and case is None:
             return None
         window = dt.timedelta(minutes=self.settings.support.notice_window_minutes)
-        row = self.session.connection().execute(rows.NOTICES[bool(self.author), case is not None], dict(
+        count, first = rows.NOTICES[bool(self.author), case is not None].first(self.session, dict(
             recipient=address, since=self.now - window, audience=NOTICE, author=self.author,
-            case_id=case.id if case else None)).one()
-        first: dt.datetime = row[1]
-        if row[0] < self.settings.support.notices_per_window:
+            case_id=case.id if case else None)) or (0, None)  # an aggregate: always one row
+        if count < self.settings.support.notices_per_window:
             return None
-        return max(first + window, self.now)
+        end: dt.datetime = max(first + window, self.now)
+        return end
 
     def strangers_answered(self) -> int:
         """Answers to strangers in the last hour, all addresses together."""
