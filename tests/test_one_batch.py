@@ -66,3 +66,50 @@ def test_a_batch_in_one_transaction_ends_as_one_per_message(loaded, settings, to
         ("case_message", 1, [PAUL]), ("case_message", 1, agents),  # the list, from the first message
         ("case_opened", 2, [CLAIRE]), ("agent_new_case", 2, agents),
         ("follow_list", None, [CLAIRE])]
+
+
+REFUSE_DELIVERY = ("deliveries", "(SELECT subject FROM outbound_messages WHERE id = NEW.message_id)",
+                   "Factures impossibles 2")
+REFUSE_CASE_CHANGE = ("cases", "OLD.title", "Factures impossibles 0")
+
+
+@pytest.mark.parametrize("refusal", [REFUSE_DELIVERY, REFUSE_CASE_CHANGE], ids=["a-delivery", "at-the-commit"])
+def test_a_write_that_fails_after_its_message_holds_that_message_alone(loaded, settings, refusal) -> None:
+    """The database refuses a write of one message of the batch (a trigger): on PostgreSQL
+    it was sent in the pipeline, and the error comes back at a later message or, for the
+    last message's case change, at the commit. That message is held with the database's
+    error; the others are decided as usual."""
+    table, value, refuse = refusal
+    first = intake.store(loaded, mail(CLAIRE, f"{OPEN} 0", "L'édition s'arrête.\n").as_bytes(), "pipe").id
+    assert run.process(loaded, settings, first).outcome == "created"  # case 1
+    raws = [mail(CLAIRE, f"{OPEN} {i}", "L'édition s'arrête.\n").as_bytes() for i in range(1, 4)]
+    raws.append(mail(CLAIRE, "[Dossier #1] Encore une chose", "Le problème revient.\n").as_bytes())
+    ids = [s.id for s in intake.store_many(loaded, raws, "pipe")]
+    when = ("UPDATE" if table == "cases" else "INSERT")
+    with loaded.begin() as connection:
+        if loaded.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF position('{refuse}' in {value}) > 0 "
+                "THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$")
+            connection.exec_driver_sql(f"CREATE TRIGGER refuse BEFORE {when} ON {table} "
+                                       "FOR EACH ROW EXECUTE FUNCTION refuse()")
+        else:
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse BEFORE {when} ON {table} WHEN instr({value}, '{refuse}') > 0 "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    try:
+        outcomes = run.process_many(loaded, settings, ids)
+    finally:
+        with loaded.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER refuse" + (f" ON {table}" if loaded.dialect.name
+                                                                == "postgresql" else ""))
+            if loaded.dialect.name == "postgresql":
+                connection.exec_driver_sql("DROP FUNCTION refuse()")
+    refused = 1 if table == "deliveries" else 3
+    expected = ["held" if i == refused else ("appended" if i == 3 else "created") for i in range(4)]
+    assert [o.outcome for o in outcomes] == expected
+    assert "refused by the test" in outcomes[refused].reasons[0]
+    got = seen(loaded)
+    assert [m[0] for m in got["messages"][1:]] == expected
+    assert len(got["cases"]) == 4 - (refused == 1) and got["messages"][1 + refused][2] is None

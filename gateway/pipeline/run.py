@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gateway import bounds, rows, rules
@@ -158,7 +159,9 @@ def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.d
 def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetime | None, retry: bool,
           pace: Pace) -> tuple[list[Outcome | None], int | None]:
     """Decide `reads` in one transaction until `pace` pauses it: the committed outcomes, and
-    the index of the message that raised (then nothing was committed)."""
+    the index of the message that raised (then nothing was committed). A write sent
+    `later` fails where the writer next waits, perhaps at a later message or the commit:
+    then every message up to there is the suspect one."""
     done: list[Outcome | None] = []
     try:
         with session_scope(engine) as session:
@@ -172,6 +175,10 @@ def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetim
                     break
     except _Unisolated:
         return [], len(done)
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise
+        return [], max(len(done) - 1, 0)
     return done, None
 
 
