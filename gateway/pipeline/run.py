@@ -24,8 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -84,7 +85,11 @@ def claim(session: Session, reads: list[Read], retry: bool = False) -> dict[int,
     SQLite the transaction holds the write lock from its start. The row is written once,
     with the outcome (`_DONE`), which counts the attempt.
     """
-    found = session.execute(_CLAIM[retry], {"ids": [r.id for r in reads]})
+    if len(reads) == 1:  # the door's steady flow: on the cursor
+        one = _CLAIM_ONE[retry].first(session, {"claim_id": reads[0].id})
+        found: Iterable[Sequence[Any]] = [one] if one is not None else []
+    else:
+        found = session.execute(_CLAIM[retry], {"ids": [r.id for r in reads]})
     return {row[0]: Claimed(row[0], row[1], list(row[2] or []), row[3]) for row in found}
 
 
@@ -92,12 +97,13 @@ def claim(session: Session, reads: list[Read], retry: bool = False) -> dict[int,
 # each message (and the ORM's work on it) cost four times what running it does.
 _INBOUND = rows.INBOUND
 _CLAIMED = (_INBOUND.c.id, _INBOUND.c.envelope_from, _INBOUND.c.envelope_to, _INBOUND.c.duplicate_of)
-_CLAIM = {retry: select(*_CLAIMED)
-          .where(_INBOUND.c.id.in_(bindparam("ids", expanding=True)), or_(*(
-              _INBOUND.c.outcome == d for d in ((Disposition.PENDING, Disposition.HELD) if retry
-                                                else (Disposition.PENDING,)))))
-          .order_by(_INBOUND.c.id).with_for_update()
-          for retry in (False, True)}
+_PENDING = {retry: or_(*(_INBOUND.c.outcome == d for d in ((Disposition.PENDING, Disposition.HELD) if retry
+                                                             else (Disposition.PENDING,))))
+            for retry in (False, True)}
+_CLAIM = {retry: select(*_CLAIMED).where(_INBOUND.c.id.in_(bindparam("ids", expanding=True)), pending)
+          .order_by(_INBOUND.c.id).with_for_update() for retry, pending in _PENDING.items()}
+_CLAIM_ONE = {retry: Direct(select(*_CLAIMED).where(_INBOUND.c.id == bindparam("claim_id"), pending)
+                            .with_for_update(), returns=_CLAIMED) for retry, pending in _PENDING.items()}
 # SET: the columns given, and the attempt counted.
 _DONE = Direct(update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id")).values(attempts=_INBOUND.c.attempts + 1))
 
