@@ -65,7 +65,10 @@ def parsed_read(inbound_id: int, raw: bytes, reused: int | None, parsed: ParsedM
 
 
 def groups(engine: Engine, ids: list[int]) -> list[list[int]]:
-    """`ids` in consecutive groups of at most `BATCH_BYTES` of raw messages (one at least)."""
+    """`ids` in consecutive groups of at most `BATCH_BYTES` of raw messages (one at least).
+    One message is its own group: the door's steady flow reads no sizes."""
+    if len(ids) <= 1:
+        return [list(ids)] if ids else []
     with read_scope(engine) as session:
         sizes = dict(session.execute(select(InboundMessage.id, InboundMessage.size)
                                      .where(InboundMessage.id.in_(ids))).all())
