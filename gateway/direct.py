@@ -114,7 +114,7 @@ class Direct:
             for each in parameters:
                 cursor.execute(form.sql, each)
         except connection.dialect.loaded_dbapi.Error as error:
-            info.pop(_PIPELINE)[0].__exit__(type(error), error, None)
+            _forget(connection)  # the transaction is lost: what follows is its rollback
             _failed(connection, cursor, form.sql, parameters, error)
 
     def _form(self, dialect: Dialect, values: dict[str, Any]) -> _Form:
