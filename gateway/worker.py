@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +63,14 @@ SLOTS = {"serve": 0, "outbox": 1, "pipeline": 2}  # each writing process counts 
 
 
 class Storing:
-    """The writers that go before the pipeline (the doors, the sender): how many wait for
-    the database or write now, and how many were served so far. Each process counts in its
-    own pair of `counter` (its `slot`), so that no lock is shared between processes: a
-    lock of this process orders its threads, the pipeline reads the sums.
-    `Storing.shared()` keeps the counters in shared memory, for worker processes (a plain
-    shared array: no semaphore, hence no resource-tracker process beside `serve`)."""
+    """The writers that go before the pipeline (the doors, then the sender): how many wait
+    for the database or write now, and how many were served so far. Each process counts in
+    its own pair of `counter` (its `slot`), so that no lock is shared between processes: a
+    lock of this process orders its threads, the others read its pair. A writer gives way
+    to those of the slots before its own, each slot served on its own: the sender to the
+    doors, the pipeline to both. `Storing.shared()` keeps the counters in shared memory,
+    for worker processes (a plain shared array: no semaphore, hence no resource-tracker
+    process beside `serve`)."""
 
     def __init__(self, counter: Any = None, slot: int = 0) -> None:
         self.counter = counter if counter is not None else [0] * (2 * len(SLOTS))
@@ -92,23 +94,32 @@ class Storing:
                 self.counter[self.mine] -= 1
                 self.counter[self.mine + 1] += 1
 
-    def _now(self) -> tuple[int, int]:
-        """(writing or waiting now, served so far), over all processes."""
-        values = self.counter[:]
-        return sum(values[0::2]), sum(values[1::2])
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """`one()`, once the writers of the slots before this process's that wait now were
+        served (the sender's: the doors', which the flock's line would not put first: a
+        door asks for it without waiting, and another writer, waiting in the kernel, takes
+        it the moment it is free)."""
+        if self.mine:
+            self.let_in(range(self.mine // 2))
+        with self.one():
+            yield
 
     def waiting(self) -> bool:
-        return self._now()[0] > 0
+        """A writer of any process waits, or writes now."""
+        return any(self.counter[0::2])
 
-    def let_in(self) -> None:
-        """Wait until the writers waiting now were served, `DOOR_FIRST` seconds at most."""
-        waiting, served = self._now()
+    def let_in(self, slots: Iterable[int] | None = None) -> None:
+        """Wait until the writers of `slots` (default: every process's) waiting now were
+        served, each slot counted on its own, `DOOR_FIRST` seconds at most."""
+        values = self.counter[:]
+        slots = range(len(values) // 2) if slots is None else slots
+        due = {s: values[2 * s + 1] + values[2 * s] for s in slots if values[2 * s]}  # its served count then
         deadline = time.monotonic() + DOOR_FIRST
-        while waiting and time.monotonic() < deadline:
-            now, done = self._now()
-            if not now or done - served >= waiting:
-                return
+        while due and time.monotonic() < deadline:
             time.sleep(0.0005)
+            values = self.counter[:]
+            due = {s: count for s, count in due.items() if values[2 * s] and values[2 * s + 1] < count}
 
 
 Report = Callable[[tuple[Any, ...]], None]  # what the worker did, for /metrics (Metrics.apply)
@@ -172,7 +183,7 @@ class Worker:
                  wake_sender: Callable[[], None] | None = None, report: Report = lambda _event: None) -> None:
         self.settings, self.engine, self.parts, self.report = settings, engine, parts, report
         sqlite = engine.dialect.name == "sqlite"
-        turn = storing.one if sqlite else contextlib.nullcontext
+        turn = storing.turn if sqlite else contextlib.nullcontext
         self.sending = Sending(engine, settings, turn, report)
         self.sender = Loop("outbox", self.sending, settings.outbound.poll_seconds)
         on_commit = wake_sender or self.sender.wake.set

@@ -3,12 +3,14 @@ group before, or during one turn of its event loop, are stored together in one
 transaction, and each session is answered only once the commit that holds its message is
 done.
 
-On SQLite the store runs in the event loop's own thread, as a plain call: no second
+Each message is hashed (its keys, gateway/keys.py) as its DATA ends, while the group
+before is stored or the line is awaited, not once the group holds the line. On SQLite the
+store runs in the event loop's own thread, as a plain call: no second
 thread, so no hand-over of the interpreter's lock or wake-up between threads per group (a
 group of twenty corpus mails takes about 5 ms, all of it the processor's). The door takes
 its place in the writers' line without waiting (`db.try_line`): while another process
-writes (the pipeline lets the door in after its current message, see `Storing` in
-gateway/worker.py), the loop asks again every half millisecond and keeps serving the other
+writes (the pipeline lets the door in after its current message, the sender before its
+next transaction, see `Storing` in gateway/worker.py), the loop asks again every half millisecond and keeps serving the other
 sessions meanwhile. On PostgreSQL a group's time is mostly the server's (round trips, the
 commit's flush to disk), so it is stored by one thread beside the loop, which serves the
 other sessions meanwhile. When a group's transaction fails (a concurrent store of the same
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from gateway import db, heap, intake
+from gateway.keys import Keys, keys_of
 from gateway.worker import Storing
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ LINE_POLL = 0.0005  # seconds between two tries for the writers' line
 @dataclass(frozen=True)
 class _Waiting:
     item: intake.Incoming
+    keys: Keys
     future: asyncio.Future[intake.Stored]
 
 
@@ -52,7 +56,8 @@ class GroupWriter:
     def submit(self, item: intake.Incoming) -> asyncio.Future[intake.Stored]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[intake.Stored] = loop.create_future()
-        self.waiting.append(_Waiting(item, future))
+        # Hashed now, as its DATA ends: not while the group holds the writers' line.
+        self.waiting.append(_Waiting(item, keys_of(item.raw), future))
         if self.storer is None:  # it starts once this turn's sessions had theirs
             self.storer = loop.create_task(self._store_waiting())
         return future
@@ -97,7 +102,7 @@ class GroupWriter:
         """Each message's row, or what kept it from being stored."""
         if len(group) > 1:
             try:
-                return list(intake.store_group(self.engine, [w.item for w in group]))
+                return list(intake.store_group(self.engine, [w.item for w in group], [w.keys for w in group]))
             except Exception:  # noqa: BLE001 - each message is stored again on its own below
                 log.info("a group of %d messages failed to store; storing each alone", len(group))
         return [self._store_one(w.item) for w in group]

@@ -59,9 +59,8 @@ class Door:
             return TOO_BIG
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         door = "lmtp" if isinstance(server, LMTP) else "smtp"
-        future = self.writer.submit(intake.Incoming(raw, door, sender, list(envelope.rcpt_tos)))
         try:
-            stored = await future
+            stored = await self.writer.submit(intake.Incoming(raw, door, sender, list(envelope.rcpt_tos)))
         except Exception:
             log.exception("could not store a message from <%s> to %s", sender, envelope.rcpt_tos)
             return TEMPORARY_FAILURE
