@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from gateway import heap
+from gateway import db, heap
 from gateway.config import Settings
 from gateway.worker import Report, Storing, Worker
 from gateway.worker_process import WorkerProcess
@@ -35,6 +35,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings, self.engine = settings, engine
+        db.checkpoints_apart(engine)  # the pipeline checkpoints (gateway/worker.py)
         self.metrics: Metrics | None = None  # counted only for /metrics (prometheus_client: 2 MB)
         report: Report = _unseen
         if settings.health.enabled:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from gateway.config import Settings
+from gateway.db import Checkpoint
 from gateway.outbound import send
 from gateway.outbound.claims import Turn
 from gateway.outbound.relay import Transport
@@ -126,19 +127,23 @@ Report = Callable[[tuple[Any, ...]], None]  # what the worker did, for /metrics 
 
 
 def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], None],
-                    storing: Storing | None = None, report: Report | None = None) -> int:
+                    storing: Storing | None = None, report: Report | None = None,
+                    checkpoint: Callable[[], None] = lambda: None) -> int:
     """Process what is pending, `FIRST` then up to `BATCH` messages at a time; `on_commit()`
     after each commit.
     With `storing` (SQLite), a transaction ends as soon as a door waits to store. `report`
-    gets ("processed", outcome, seconds) per message (a batch's time shared evenly)."""
+    gets ("processed", outcome, seconds) per message (a batch's time shared evenly).
+    `checkpoint()` after each commit, once the doors were let in, and at the end."""
     from gateway.pipeline import reading, run  # not imported by a process that only sends
 
     def committed() -> None:
         on_commit()
         if storing is not None:
             storing.let_in()
+        checkpoint()
 
-    pace = run.Pace(storing.waiting if storing is not None else lambda: False, committed)
+    pace = (run.Pace(storing.waiting, committed, storing.let_in) if storing is not None
+            else run.Pace(committed=committed))
     done, size = 0, FIRST
     while ids := reading.pending_ids(engine, size):
         size = min(BATCH, size * 2)
@@ -148,6 +153,7 @@ def process_pending(engine: Engine, settings: Settings, on_commit: Callable[[], 
         if report is not None:
             for outcome in outcomes:
                 report(("processed", str(outcome.outcome), (time.perf_counter() - started) / len(outcomes)))
+    checkpoint()  # what the jobs and the sender wrote, too
     return done
 
 
@@ -187,8 +193,9 @@ class Worker:
         self.sending = Sending(engine, settings, turn, report)
         self.sender = Loop("outbox", self.sending, settings.outbound.poll_seconds)
         on_commit = wake_sender or self.sender.wake.set
+        checkpoint = Checkpoint(engine)
         self.pipeline = Loop("pipeline", lambda: process_pending(
-            engine, settings, on_commit, storing if sqlite else None, report), 5.0)
+            engine, settings, on_commit, storing if sqlite else None, report, checkpoint), 5.0)
         self.scheduler: Scheduler | None = None
 
     def _loops(self) -> list[Loop]:

@@ -214,7 +214,7 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
         end.close()
     with contextlib.suppress(OSError):  # its name in ps and top: gateway-pipeline, gateway-outbox
         Path("/proc/self/comm").write_text(f"gateway-{parts[0]}")
-    from gateway.db import make_engine
+    from gateway.db import checkpoints_apart, make_engine
     heap.give_back_big_blocks()  # a spawned worker (a forked one has it already)
     from gateway.worker import Worker
     verbose, json_lines = log_form
@@ -232,6 +232,7 @@ def main(settings: Settings, parts: tuple[str, ...], reading: Connection, wakes:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serving process, which stops us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     engine = make_engine(settings)
+    checkpoints_apart(engine)
     wake_sender = None if wakes is None else waker(wakes)
     report = reporter(reports)
     storing = Storing(counter, SLOTS["outbox" if "outbox" in parts else "pipeline"])

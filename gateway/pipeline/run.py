@@ -112,9 +112,11 @@ _DONE = Direct(update(_INBOUND).where(_INBOUND.c.id == bindparam("done_id")).val
 class Pace:
     """How a run of messages shares the database with others: `pause()` is asked after each
     message of a batch transaction and, when true, the transaction commits there (the
-    next one begins after); `committed()` is called after every commit."""
+    next one begins after); `committed()` is called after every commit, `before()` before
+    every transaction begins (once the messages are read and parsed)."""
     pause: Callable[[], bool] = lambda: False
     committed: Callable[[], None] = lambda: None
+    before: Callable[[], None] = lambda: None
 
 
 def process(engine: Engine, settings: Settings, inbound_id: int, now: dt.datetime | None = None,
@@ -148,6 +150,7 @@ def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.d
     while len(outcomes) < len(reads):
         rest = reads[len(outcomes):]
         if len(rest) > 1:
+            pace.before()
             done, failed = _fast(engine, settings, rest, now, retry, pace)
             outcomes += done
             pace.committed()
@@ -156,6 +159,7 @@ def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.d
             rest = rest[len(done):failed + 1]
             log.warning("a message of batch %s..%s failed; processing them one by one", rest[0].id, rest[-1].id)
         for r in rest:
+            pace.before()
             with session_scope(engine) as session:
                 outcomes.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=True))
             pace.committed()

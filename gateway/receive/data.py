@@ -37,11 +37,11 @@ class LeanData(SMTP):
         plain = _PLAIN_ADDRESS.match(arg)
         rest = arg[plain.end():] if plain is not None else ""
         if plain is None or rest[:1] == "(":  # a comment after it: aiosmtpd's parser
-            return super()._getaddr(arg)  # type: ignore[no-any-return]
+            return super()._getaddr(arg)
         if rest[:1] in (" ", "\t"):
             rest = rest.lstrip()  # the parser's folding white space, as it strips it
             if rest[:1] == "(":
-                return super()._getaddr(arg)  # type: ignore[no-any-return]
+                return super()._getaddr(arg)
         address = plain.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
