@@ -5,17 +5,17 @@ done.
 
 Each message is hashed (its keys, gateway/keys.py) as its DATA ends, while the group
 before is stored or the line is awaited, not once the group holds the line. On SQLite the
-store runs in the event loop's own thread, as a plain call: no second thread, so no hand-
-over of the interpreter's lock or wake-up between threads per group (a group of twenty
-corpus mails takes about 5 ms, all of it the processor's). The door takes its place in the
-writers' line without waiting (`db.try_line`): while another process writes (the pipeline
-lets the door in after its current message, the sender before its next transaction, see
-`Storing` in gateway/worker.py), the loop asks again every half millisecond and keeps
-serving the other sessions meanwhile. On PostgreSQL a group's time is mostly the server's
-(round trips, the commit's flush to disk), so it is stored by one thread beside the loop,
-which serves the other sessions meanwhile. When a group's transaction fails (a concurrent
-store of the same message, a database error), each of its messages is stored again on its
-own, so a failure is that message's alone.
+store runs in the event loop's own thread, as a plain call: no second thread, so no
+hand-over of the interpreter's lock or wake-up between threads per group (a group of
+twenty corpus mails takes about 5 ms, all of it the processor's). The door takes its place
+in the writers' line without waiting (`db.try_line`): while another process writes (the
+pipeline lets the door in after its current message, the sender before its next
+transaction, see `Storing` in gateway/worker.py), the loop asks again every half
+millisecond and keeps serving the other sessions meanwhile. On PostgreSQL a group's time
+is mostly the server's (round trips, the commit's flush to disk), so it is stored by one
+thread beside the loop, which serves the other sessions meanwhile. When a group's
+transaction fails (a concurrent store of the same message, a database error), each of its
+messages is stored again on its own, so a failure is that message's alone.
 """
 from __future__ import annotations
 
