@@ -69,7 +69,7 @@ def checkpoints_apart(engine: Engine) -> None:
     `Checkpoint` (serve's engines). SQLite copies the WAL into the database in the commit
     that takes it past 1,000 pages, inside that writer's place in line: the door's group
     whose commit did it, or the pipeline's transaction the door waited for, took two or
-    three times as long (a seventh of the door's groups under load). Connections already
+    three times as long (about a tenth of the door's groups under load). Connections already
     open are closed, so that every connection is made this way."""
     if _sqlite_file(engine) is None:
         return
