@@ -92,3 +92,4 @@ def test_serve_leaves_the_checkpoints_to_its_pipeline(gateway, relay, engine) ->
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     send(gateway.settings, mail(CLAIRE, "[CLIENT C10042] [SERIE SN-7F3A-2291] [CRITICITE haute] Le lettrage s'arrête"))
     relay.wait_for(lambda got: any(r.rcpt == CLAIRE for r in got), 30)
+
