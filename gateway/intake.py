@@ -140,10 +140,11 @@ def store_many(engine: Engine, raws: list[bytes], door: str, keys: list[Keys] | 
 
 
 def store(engine: Engine, raw: bytes, door: str, envelope_from: str | None = None,
-          envelope_to: list[str] | None = None, source_key: str | None = None) -> Stored:
+          envelope_to: list[str] | None = None, source_key: str | None = None, keys: Keys | None = None) -> Stored:
     """Commit the raw message and return its id. Raises when the database cannot store it,
-    so the door can answer "try again later". A known `source_key` returns the stored row."""
-    keys = keys_of(raw)
+    so the door can answer "try again later". A known `source_key` returns the stored row;
+    `keys`, the message's when the door already hashed it."""
+    keys = keys if keys is not None else keys_of(raw)
     bounded_source = None if source_key is None else bounds.key(source_key, bounds.SOURCE_KEY)
     for _attempt in range(3):
         try:

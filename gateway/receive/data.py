@@ -9,7 +9,7 @@ their lines to one `bytearray`, which the handler receives as the message
 reference.
 
 The address of MAIL FROM and RCPT TO is read the same way: aiosmtpd parses it with the
-e-mail package's header parser (and defines a class at each call), a sixth of the door's
+e-mail package's header parser (and defines a class at each call), a seventh of the door's
 processor under load; `LeanData._getaddr` reads the form nearly every MTA sends
 (`<local@domain>`, both dot-atoms of ASCII characters) with one regular expression and
 gives anything else to aiosmtpd's (`tests/test_smtp_data.py` compares the two).

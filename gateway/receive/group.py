@@ -105,12 +105,12 @@ class GroupWriter:
                 return list(intake.store_group(self.engine, [w.item for w in group], [w.keys for w in group]))
             except Exception:  # noqa: BLE001 - each message is stored again on its own below
                 log.info("a group of %d messages failed to store; storing each alone", len(group))
-        return [self._store_one(w.item) for w in group]
+        return [self._store_one(w.item, w.keys) for w in group]
 
-    def _store_one(self, item: intake.Incoming) -> intake.Stored | Exception:
+    def _store_one(self, item: intake.Incoming, keys: Keys) -> intake.Stored | Exception:
         try:
-            return intake.store(self.engine, item.raw, door=item.door,
-                                envelope_from=item.envelope_from, envelope_to=item.envelope_to)
+            return intake.store(self.engine, item.raw, door=item.door, envelope_from=item.envelope_from,
+                                envelope_to=item.envelope_to, keys=keys)
         except Exception as exc:  # noqa: BLE001 - the session answers 451
             return exc
 
