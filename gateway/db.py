@@ -191,6 +191,19 @@ def try_line(engine: Engine) -> contextlib.AbstractContextManager[None] | None:
 
 
 @contextmanager
+def lent_line() -> Iterator[None]:
+    """For a thread to which the thread holding the writers' line lends it (the SMTP door's
+    store thread, while its event loop holds the line): its session scopes take no place in
+    line of their own."""
+    depth = getattr(_writing, "depth", 0)
+    _writing.depth = depth + 1
+    try:
+        yield
+    finally:
+        _writing.depth = depth
+
+
+@contextmanager
 def _held(fd: int) -> Iterator[None]:
     _writing.depth = 1
     try:

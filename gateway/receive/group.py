@@ -4,18 +4,20 @@ transaction, and each session is answered only once the commit that holds its me
 done.
 
 Each message is hashed (its keys, gateway/keys.py) as its DATA ends, while the group
-before is stored or the line is awaited, not once the group holds the line. On SQLite the
-store runs in the event loop's own thread, as a plain call: no second thread, so no
-hand-over of the interpreter's lock or wake-up between threads per group (a group of
-twenty corpus mails takes about 5 ms, all of it the processor's). The door takes its place
-in the writers' line without waiting (`db.try_line`): while another process writes (the
-pipeline lets the door in after its current message, the sender before its next
-transaction, see `Storing` in gateway/worker.py), the loop asks again every half
-millisecond and keeps serving the other sessions meanwhile. On PostgreSQL a group's time
-is mostly the server's (round trips, the commit's flush to disk), so it is stored by one
-thread beside the loop, which serves the other sessions meanwhile. When a group's
-transaction fails (a concurrent store of the same message, a database error), each of its
-messages is stored again on its own, so a failure is that message's alone.
+before is stored or the line is awaited, not once the group holds the line. A group is
+stored by one thread beside the loop, which serves the other sessions meanwhile. On
+SQLite the loop first takes the door's place in the writers' line without waiting
+(`db.try_line`): while another process writes (the pipeline lets the door in after its
+current message, the sender before its next transaction, see `Storing` in
+gateway/worker.py), it asks again every half millisecond and keeps serving the other
+sessions; then it lends the line to the store thread (`db.lent_line`). That thread lets go
+of the interpreter in each SQLite step and commit; the serving process takes it back from
+a busy loop within half a millisecond (`sys.setswitchinterval`, receive/smtp.py), not the
+default 5 ms. Stored in the loop's own thread (until 1 December 2026), a group of fifty
+stopped every session for 5 to 15 ms. On PostgreSQL a group's time is mostly the server's
+(round trips, the commit's flush to disk). When a group's transaction fails (a concurrent
+store of the same message, a database error), each of its messages is stored again on its
+own, so a failure is that message's alone.
 """
 from __future__ import annotations
 
@@ -50,8 +52,8 @@ class GroupWriter:
         self.engine, self.storing = engine, storing
         self.waiting: list[_Waiting] = []
         self.storer: asyncio.Task[None] | None = None
-        self.beside = (None if engine.dialect.name == "sqlite"
-                       else ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp-store"))
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp-store")
 
     def submit(self, item: intake.Incoming) -> asyncio.Future[intake.Stored]:
         loop = asyncio.get_running_loop()
@@ -64,8 +66,7 @@ class GroupWriter:
 
     def close(self) -> None:
         """Store what waits (the loop has stopped: nobody is answered)."""
-        if self.beside is not None:
-            self.beside.shutdown()
+        self.beside.shutdown()
         while self.waiting:
             with self.storing.one():
                 self._store(self._next())
@@ -78,15 +79,16 @@ class GroupWriter:
         try:
             while self.waiting:
                 with self.storing.one():
-                    if self.beside is not None:
+                    loop = asyncio.get_running_loop()
+                    if not self.sqlite:
                         group = self._next()
-                        stored = await asyncio.get_running_loop().run_in_executor(self.beside, self._store, group)
+                        stored = await loop.run_in_executor(self.beside, self._store, group)
                     else:
                         while (line := db.try_line(self.engine)) is None:
                             await asyncio.sleep(LINE_POLL)
-                        with line:
+                        with line:  # the loop holds the line; the store thread writes in it
                             group = self._next()
-                            stored = self._store(group)
+                            stored = await loop.run_in_executor(self.beside, self._store_in_line, group)
                 for w, outcome in zip(group, stored, strict=True):
                     _settle(w.future, outcome)
                 if sum(len(w.item.raw) for w in group) >= heap.BIG:
@@ -97,6 +99,10 @@ class GroupWriter:
                     heap.trim()
         finally:
             self.storer = None
+
+    def _store_in_line(self, group: list[_Waiting]) -> list[intake.Stored | Exception]:
+        with db.lent_line():
+            return self._store(group)
 
     def _store(self, group: list[_Waiting]) -> list[intake.Stored | Exception]:
         """Each message's row, or what kept it from being stored."""
