@@ -98,9 +98,11 @@ class Checkpoint:
             return
         self.last = time.monotonic()
         connection = self.engine.raw_connection()  # no transaction: the pool's connection autocommits
+        cursor = connection.cursor()
         try:
-            connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
+            cursor.close()
             connection.close()
 
 

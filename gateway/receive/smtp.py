@@ -119,12 +119,20 @@ class DoorController(Controller):
     def __init__(self, handler: Door, *, lmtp: bool, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.lmtp = lmtp
+        self.switch_before: float | None = None
 
     def factory(self) -> SMTP:
         protocol = PerRecipientLMTP if self.lmtp else LeanData
         return protocol(self.handler, loop=self.loop, **self.SMTP_kwargs)
 
     def start(self) -> None:
+        if self.handler.engine.dialect.name == "sqlite":
+            # The door's store thread lets go of the interpreter in each SQLite step and in
+            # the commit, and waits for it after each while the loop serves the other
+            # sessions: 5 ms at most by default, 0.5 ms with this (receive/group.py). For the
+            # whole process while the door is open; `stop()` puts the interval back.
+            self.switch_before = sys.getswitchinterval()
+            sys.setswitchinterval(STORE_SWITCH_SECONDS)
         try:
             super().start()
         except BaseException:
@@ -159,6 +167,9 @@ class DoorController(Controller):
             if not self.loop.is_closed():
                 self.loop.close()
         self.handler.close()
+        if self.switch_before is not None:
+            sys.setswitchinterval(self.switch_before)
+            self.switch_before = None
 
 
 def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None],
@@ -169,11 +180,6 @@ def start(settings: Settings, engine: Engine, on_stored: Callable[[int], None],
     meant to sit behind the organisation's MTA, on loopback or a private network.
     """
     lmtp = settings.smtp.lmtp
-    if engine.dialect.name == "sqlite":
-        # The door's store thread lets go of the interpreter in each SQLite step and in the
-        # commit, and waits for it after each while the loop serves the other sessions: 5 ms
-        # at most by default, 0.5 ms with this (receive/group.py). For the whole process.
-        sys.setswitchinterval(STORE_SWITCH_SECONDS)
     controller = DoorController(
         Door(settings, engine, on_stored, storing), lmtp=lmtp,
         hostname=settings.smtp.host, port=settings.smtp.port,
