@@ -113,3 +113,41 @@ def test_a_write_that_fails_after_its_message_holds_that_message_alone(loaded, s
     got = seen(loaded)
     assert [m[0] for m in got["messages"][1:]] == expected
     assert len(got["cases"]) == 4 - (refused == 1) and got["messages"][1 + refused][2] is None
+
+
+def test_a_batch_reads_the_cases_its_replies_name_at_once(loaded, settings) -> None:
+    """The cases a batch's messages refer to (by tag, by a message of the case, by one of the
+    gateway's own mails) are read in one statement before its first message; a reply to a
+    case a message of the same batch opens still finds it."""
+    from sqlalchemy import event
+    first = [mail(CLAIRE, OPEN, "L'édition s'arrête.\n", cc=[PAUL]), mail(CLAIRE, OPEN + " aussi", "Autre souci.\n")]
+    run.process_many(loaded, settings, [s.id for s in intake.store_many(loaded, [m.as_bytes() for m in first],
+                                                                         "pipe")])
+    with read_scope(loaded) as session:
+        acknowledgement = session.scalar(select(OutboundMessage.message_id).where(
+            OutboundMessage.case_id == 1, OutboundMessage.kind == "case_opened"))
+    third = mail(CLAIRE, OPEN + " encore", "Un troisième.\n")
+    second = [
+        mail(PAUL, "Re: Factures impossibles", "Chez moi aussi.\n", headers={"In-Reply-To": first[0]["Message-ID"]}),
+        mail(CLAIRE, "[Dossier #2] Précision", "Depuis la mise à jour.\n"),
+        mail(CLAIRE, "Re: accusé", "Merci.\n", headers={"In-Reply-To": acknowledgement}),
+        third,
+        mail(CLAIRE, "Re: un troisième", "Et encore ceci.\n", headers={"In-Reply-To": third["Message-ID"]}),
+    ]
+    ids = [s.id for s in intake.store_many(loaded, [m.as_bytes() for m in second], "pipe")]
+    case_reads: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if "FROM cases LEFT OUTER JOIN" in statement:
+            case_reads.append(statement)
+    event.listen(loaded, "before_cursor_execute", count)
+    try:
+        run.process_many(loaded, settings, ids)
+    finally:
+        event.remove(loaded, "before_cursor_execute", count)
+    with read_scope(loaded) as session:
+        got = [(m.outcome, m.case_id) for m in session.scalars(
+            select(InboundMessage).where(InboundMessage.id.in_(ids)).order_by(InboundMessage.id))]
+    assert got == [("appended", 1), ("appended", 2), ("appended", 1), ("created", 3), ("appended", 3)]
+    # One read ahead for the batch, one for the reply to the case opened in it.
+    assert len(case_reads) == 2, case_reads

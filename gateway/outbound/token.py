@@ -42,6 +42,12 @@ def make(key: bytes, case: int, recipient: str) -> str:
     return f"{case}-{mac}"
 
 
+def number_named(token: str) -> int | None:
+    """The case number a token names, unverified (to read the case ahead: pipeline/reference.py)."""
+    m = _TOKEN.match(token.lower())
+    return int(m.group(1)) if m else None
+
+
 def verify(key: bytes, token: str, sender: str) -> int | None:
     """The case number when `token` was issued to `sender`, else None."""
     m = _TOKEN.match(token.lower())

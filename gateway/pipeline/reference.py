@@ -6,6 +6,7 @@ Never sends mail; never commits. A case found here is only a candidate: the rule
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,6 +101,66 @@ _BY_THREAD = _CASE.where(Case.id == func.coalesce(
     .scalar_subquery()))
 
 
+# A tag of the subject that ends in a number (`[Dossier #12]`, `[SUIVI #12]`): a case it may
+# name, read ahead; the subject's grammar (parse_subject) says which, later.
+_NUMBERED_TAG = re.compile(r"\[[^\[\]]*?#\s*(\d{1,12})\s*\]")
+_BY_NUMBERS = _CASE.where(Case.id.in_(bindparam("numbers", expanding=True))).order_by(Case.id)
+_IN_THREADS = (select(InboundMessage.message_id, InboundMessage.case_id)
+               .where(InboundMessage.message_id.in_(bindparam("ids", expanding=True)),
+                      InboundMessage.case_id.is_not(None)))
+_THREADS = select(Case.thread_id, Case.id).where(Case.thread_id.in_(bindparam("ids", expanding=True)))
+# session.info: the cases read ahead by number, and the case found ahead for Message-IDs, by
+# a message of the case (first) and by the thread a case began (second), for `find_case`.
+_READ, _BY_MESSAGE, _BY_THREAD_ID = "cases_read", "cases_by_message", "cases_by_thread"
+
+
+def read_cases(session: Session, settings: Settings, batch: list[tuple[ParsedMail, Claimed]]) -> None:
+    """Read (and lock) in a few statements the cases a batch's messages may refer to, which
+    `find_case` then takes from the session instead of reading each: the numbers their
+    tokens and subjects' numbered tags name, and the cases of the Message-IDs they answer (the
+    gateway's own mails, read first by `our_mails`; the messages of a case; the thread a
+    case began). A number that proves not to be the message's (a token of another sender)
+    costs a row read for nothing. What is not found here (a case a message before it in the
+    batch opens) is looked for by `find_case` as before. The rows are locked in the order
+    of their numbers, whatever the order of the messages."""
+    numbers: set[int] = set()
+    ids: set[str] = set()
+    for parsed, inbound in batch:
+        numbers.update(n for tok in recipient_tokens(parsed, inbound, settings)
+                       if (n := token.number_named(tok)) is not None)
+        numbers.update(int(n) for n in _NUMBERED_TAG.findall(parsed.subject))
+        threads = threading_ids(parsed)
+        ours = our_mails(session, threads)
+        numbers.update(m.case_id for m in ours.values() if m.case_id is not None)
+        ids.update(threads)
+    by_message: dict[str, int] = session.info.setdefault(_BY_MESSAGE, {})
+    by_thread: dict[str, int] = session.info.setdefault(_BY_THREAD_ID, {})
+    wanted_ids = sorted(ids)
+    for start in range(0, len(wanted_ids), 500):
+        some = {"ids": wanted_ids[start:start + 500]}
+        with session.no_autoflush:
+            by_message.update((m, c) for m, c in session.execute(_IN_THREADS, some) if m and c)
+            by_thread.update((t, c) for t, c in session.execute(_THREADS, some) if t)
+    numbers.update(by_message.values(), by_thread.values())
+    read: dict[int, Case] = session.info.setdefault(_READ, {})
+    wanted = sorted(n for n in numbers if bounds.is_case_number(n) and n not in read)
+    if wanted:
+        with session.no_autoflush:
+            read.update((case.id, case) for case in session.scalars(_BY_NUMBERS, {"numbers": wanted}).unique())
+
+
+def _read_ahead(session: Session, number: int | None, ids: list[str]) -> Case | None:
+    """The case `read_cases` read for this number, or for these Message-IDs as `_BY_THREAD`
+    would find it; None when it did not (then look for it)."""
+    if number is None:
+        by_message, by_thread = session.info.get(_BY_MESSAGE, {}), session.info.get(_BY_THREAD_ID, {})
+        number = next((by_message[i] for i in ids if i in by_message), None)
+        if number is None:
+            number = next((by_thread[i] for i in ids if i in by_thread), None)
+    case: Case | None = session.info.get(_READ, {}).get(number)
+    return case
+
+
 def find_case(session: Session, settings: Settings, parsed: ParsedMail, request: Request,
               inbound: Claimed, sender: Sender, ours: dict[str, OurMail]) -> Reference:
     """The case a message refers to: signed token, then subject tag, then threading headers
@@ -115,6 +176,9 @@ def find_case(session: Session, settings: Settings, parsed: ParsedMail, request:
         return Reference(None)
     if number is None and not ids:
         return Reference(None)
+    ahead = _read_ahead(session, number, ids)
+    if ahead is not None:
+        return Reference(ahead, by_token)
     # Cases are written by Core statements and never change number or thread: what is
     # pending in the session (a case's new status) is written with the batch, not here.
     with session.no_autoflush:

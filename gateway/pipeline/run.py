@@ -42,6 +42,7 @@ from gateway.pipeline import known, safety
 from gateway.pipeline.grammar import parse_request
 from gateway.pipeline.parse import ParsedMail
 from gateway.pipeline.reading import Read, groups, parsed_read, read
+from gateway.pipeline.reference import read_cases
 from gateway.pipeline.sender import identify
 from gateway.pipeline.work import Claimed, Outcome, Work
 
@@ -178,6 +179,8 @@ def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetim
             session.info[PIPELINED] = True
             claimed = claim(session, reads, retry)
             known.prefetch_batch(session, [r.parsed for r in reads if r.parsed is not None])
+            read_cases(session, settings, [(r.parsed, claimed[r.id]) for r in reads
+                                           if r.parsed is not None and r.id in claimed])
             for r in reads:
                 done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False,
                                         claimed=claimed))
