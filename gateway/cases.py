@@ -107,7 +107,7 @@ def event(session: Session, case: Case, kind: str, *, author: str, text: str, no
     if not wanted:
         rows.ADD_EVENT_LATER.later(session, [values])
         return None
-    return rows.new_id(session, rows.ADD_EVENT, values)
+    return rows.ADD_EVENT.add(session, values)
 
 
 def _batches(files: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

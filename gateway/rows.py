@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Insert, Select, Table, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway.direct import Direct
+from gateway.direct import PIPELINED, Direct
 from gateway.models import Attachment, Case, CaseEvent, Delivery, InboundMessage, OutboundFile, OutboundMessage
 
 
@@ -29,9 +29,7 @@ OUTBOUND, DELIVERIES, OUTBOUND_FILES = table(OutboundMessage), table(Delivery), 
 
 # Every message writes these: run on the driver's cursor (direct.py), every column given.
 ADD_CASE = Direct(insert(CASES).returning(CASES.c.id), returns=[CASES.c.id])
-ADD_EVENT = Direct(insert(EVENTS).returning(EVENTS.c.id), returns=[EVENTS.c.id])
 ADD_EVENT_LATER = Direct(insert(EVENTS))  # sent `later`: its id is not wanted
-ADD_OUTBOUND = Direct(insert(OUTBOUND).returning(OUTBOUND.c.id), returns=[OUTBOUND.c.id])
 ADD_DELIVERIES = Direct(insert(DELIVERIES))
 ADD_FILES: Insert = insert(FILES).returning(FILES.c.id, sort_by_parameter_order=True)
 ADD_OUTBOUND_FILES = Direct(insert(OUTBOUND_FILES))
@@ -76,6 +74,52 @@ def new_id(session: Session, statement: Direct, values: dict[str, Any]) -> int:
     row = statement.first(session, values)
     assert row is not None  # INSERT … RETURNING id
     return int(row[0])
+
+
+class Drawn:
+    """Rows whose id the writer needs at once, in a table whose ids nobody reads as a
+    number (the timeline's events, the outbox's mails). Where statements may be sent
+    `later` (PostgreSQL, the pipeline's batches: direct.py), the ids are drawn ahead from
+    the table's sequence and each row goes out `later` with its id: the writer waits for
+    no answer, where `INSERT … RETURNING` made it wait for the server to catch up with
+    everything sent before. A transaction draws `FIRST` ids, then as many as it drew
+    before (at most `AHEAD`, and never more than it has messages left to decide: `LEFT` in
+    the session's info); those it does not use are dropped with it, a gap in the sequence
+    as a rolled-back insert leaves (a message alone draws one at a time). Drawn in the
+    transaction that uses them, they are as recent as the sequence's own: a timeline's
+    order stays that of its events. Not for cases: their id is the number customers read,
+    and a backlog's batches would leave gaps in it. Elsewhere `INSERT … RETURNING id`."""
+
+    FIRST, AHEAD = 4, 32
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.returning = Direct(insert(table).returning(table.c.id), returns=[table.c.id])
+        self.plain = Direct(insert(table))
+        ids = func.array_agg(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+        draw = select(ids.label("ids")).select_from(func.generate_series(1, bindparam("n")))
+        self.draw = Direct(draw, returns=list(draw.selected_columns))
+
+    def add(self, session: Session, values: dict[str, Any]) -> int:
+        """Insert one row; its id."""
+        if not (session.info.get(PIPELINED) and session.get_bind().dialect.name == "postgresql"):
+            return new_id(session, self.returning, values)
+        drawn: dict[str, tuple[list[int], int]] = session.info.setdefault(_DRAWN, {})
+        ahead, so_far = drawn.get(self.table.name, ([], 0))
+        if not ahead:
+            n = min(max(self.FIRST, so_far), self.AHEAD, session.info.get(LEFT, 1))
+            row = self.draw.first(session, {"n": n})
+            assert row is not None  # an aggregate: always one row
+            ahead, so_far = sorted(row[0], reverse=True), so_far + n
+        id_ = ahead.pop()
+        drawn[self.table.name] = (ahead, so_far)
+        self.plain.later(session, [{**values, "id": id_}])
+        return id_
+
+
+_DRAWN = "gateway_drawn"  # session.info: by table, the ids drawn and not used yet, and how many were drawn
+LEFT = "gateway_left"  # session.info: how many messages the transaction has left to decide (pipeline/run.py)
+ADD_EVENT, ADD_OUTBOUND = Drawn(EVENTS), Drawn(OUTBOUND)
 
 
 def new_ids(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> list[int]:

@@ -58,7 +58,7 @@ def _delivery(message_id: int, recipient: str) -> dict[str, object]:
 
 
 def _outbound(session, message_id: str = "<m@x.example>") -> int:
-    return rows.new_id(session, rows.ADD_OUTBOUND, {**_outbound_values(), "message_id": message_id})
+    return rows.ADD_OUTBOUND.add(session, {**_outbound_values(), "message_id": message_id})
 
 
 def test_rows_sent_later_are_read_by_the_next_statement_whichever_runs_it(engine) -> None:
@@ -69,7 +69,7 @@ def test_rows_sent_later_are_read_by_the_next_statement_whichever_runs_it(engine
         # The engine's statement, then a statement on the cursor, each after rows sent later.
         assert session.scalar(select(func.count()).select_from(Delivery)) == 2
         rows.ADD_DELIVERIES.later(session, [_delivery(message, "e@f.example")])
-        assert rows.ADD_OUTBOUND.first(session, {**_outbound_values(), "message_id": "<n@x.example>"}) is not None
+        assert rows.ADD_OUTBOUND.returning.first(session, {**_outbound_values(), "message_id": "<n@x.example>"}) is not None
         rows.ADD_DELIVERIES.later(session, [_delivery(message, "g@h.example")])  # then the commit
     with session_scope(engine) as session:
         assert sorted(session.scalars(select(Delivery.recipient))) == [
@@ -108,3 +108,25 @@ def test_a_rollback_forgets_what_was_sent_later(engine) -> None:
         rows.ADD_DELIVERIES.later(session, [_delivery(_outbound(session), "b@c.example")])
     with session_scope(engine) as session:
         assert list(session.scalars(select(Delivery.recipient))) == ["b@c.example"]
+
+
+def test_ids_drawn_ahead_are_the_rows_own_in_the_order_written(engine) -> None:
+    """In a transaction of the pipeline, an outbound mail's id is drawn ahead on PostgreSQL
+    (its row then sent later) and returned by the insert on SQLite: either way it is the row's,
+    ids ascend in the order the rows were written, and a message alone leaves no gap."""
+    with session_scope(engine) as session:
+        session.info[PIPELINED], session.info[rows.LEFT] = True, 10
+        ids = [_outbound(session, f"<m{i}@x.example>") for i in range(10)]
+    with session_scope(engine) as session:
+        session.info[PIPELINED], session.info[rows.LEFT] = True, 1
+        alone = _outbound(session, "<alone@x.example>")
+    with session_scope(engine) as session:
+        session.info[PIPELINED] = True
+        after = _outbound(session, "<after@x.example>")
+    assert ids == sorted(set(ids)) and ids[0] < ids[-1] < alone < after
+    assert ids[-1] - ids[0] == 9   # drawn 4, 4, then 8: the last six unused
+    assert after == alone + 1
+    with session_scope(engine) as session:
+        got = {m: n for m, n in session.execute(select(rows.OUTBOUND.c.message_id, rows.OUTBOUND.c.id))}
+    assert got == {**{f"<m{i}@x.example>": n for i, n in enumerate(ids)}, "<alone@x.example>": alone,
+                   "<after@x.example>": after}

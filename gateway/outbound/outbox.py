@@ -192,7 +192,7 @@ class Outbox:
                confirmation: int | None = None, audience: str = "") -> int:
         # Core inserts (rows.py): the outbox is write-only here, the unit of work would cost more.
         message, each = self._rows(kind, rendered, to, cc, recipients, case, auto_submitted, confirmation, audience)
-        message_id = rows.new_id(self.session, rows.ADD_OUTBOUND, message)
+        message_id = rows.ADD_OUTBOUND.add(self.session, message)
         rows.seen_outbound(self.session, message["message_id"], message_id, case.id if case else None)
         rows.add(self.session, rows.ADD_DELIVERIES, [dict(d, message_id=message_id) for d in each])
         return message_id

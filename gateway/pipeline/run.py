@@ -182,6 +182,7 @@ def _fast(engine: Engine, settings: Settings, reads: list[Read], now: dt.datetim
             read_cases(session, settings, [(r.parsed, claimed[r.id]) for r in reads
                                            if r.parsed is not None and r.id in claimed])
             for r in reads:
+                session.info[rows.LEFT] = len(reads) - len(done)
                 done.append(_process_in(session, settings, r, now or utcnow(), retry, isolate=False,
                                         claimed=claimed))
                 if pace.pause():
