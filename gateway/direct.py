@@ -92,6 +92,29 @@ class Direct:
         finally:
             cursor.close()
 
+    def many_returning(self, session: Session, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Run once per row, in one call to the driver; the row each returned, in order.
+        PostgreSQL only (psycopg sends them in its pipeline, one statement prepared once):
+        SQLite's driver returns nothing from `executemany`."""
+        if not rows:
+            return []
+        connection = session.connection()
+        form = self._form(connection.dialect, rows[0])
+        cursor, parameters = connection.connection.cursor(), [form.parameters(r) for r in rows]
+        try:
+            cursor.executemany(form.sql, parameters, returning=True)  # type: ignore[call-arg]  # psycopg's
+            found = []
+            while True:
+                row = form.row(cursor.fetchone())
+                assert row is not None  # an INSERT … RETURNING returns its row
+                found.append(row)
+                if not cursor.nextset():
+                    return found
+        except connection.dialect.loaded_dbapi.Error as error:
+            _failed(connection, cursor, form.sql, parameters, error)
+        finally:
+            cursor.close()
+
     def later(self, session: Session, rows: list[dict[str, Any]]) -> None:
         """Run once per row, without waiting for the answers where the session allows it
         (see the module's text); no result."""

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from gateway import bounds, rows
 from gateway.db import session_scope, utcnow
+from gateway.direct import Direct
 from gateway.keys import Keys, keys_of
 from gateway.models import Disposition, InboundMessage
 
@@ -88,10 +89,18 @@ def _insert(session: Session, values: dict[str, Any]) -> int:
     return int(session.execute(insert(_TABLE).returning(_TABLE.c.id), values).scalar_one())
 
 
+# PostgreSQL: one row per statement, all in psycopg's pipeline (`Direct.many_returning`).
+# SQLAlchemy's one INSERT of many rows (50 rows of 16 values) is past what psycopg keeps of a
+# statement's text, which it then parsed again for each batch: half the time of the INSERT.
+_ADD_ONE = Direct(insert(_TABLE).returning(_TABLE.c.id), returns=[_TABLE.c.id])
+
+
 def _insert_all(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Rows in one statement (executemany with RETURNING), their ids in the order given."""
     if not rows:
         return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [int(row[0]) for row in _ADD_ONE.many_returning(session, rows)]
     statement = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
     ids: list[int] = list(session.execute(statement, rows).scalars())
     return ids

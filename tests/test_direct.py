@@ -130,3 +130,20 @@ def test_ids_drawn_ahead_are_the_rows_own_in_the_order_written(engine) -> None:
         got = {m: n for m, n in session.execute(select(rows.OUTBOUND.c.message_id, rows.OUTBOUND.c.id))}
     assert got == {**{f"<m{i}@x.example>": n for i, n in enumerate(ids)}, "<alone@x.example>": alone,
                    "<after@x.example>": after}
+
+
+def test_a_group_stored_in_one_call_gets_each_row_its_own_id_in_order(engine) -> None:
+    """A door's group (or a backlog's batch) is inserted in one call to the driver (on
+    PostgreSQL one statement per row in psycopg's pipeline, `Direct.many_returning`): each
+    message gets the id of its own row, in the order given; a duplicate in the same group
+    points at its first copy."""
+    raws = [f"From: a{i}@b.example\r\nSubject: n{i}\r\nMessage-ID: <n{i}@b.example>\r\n\r\nHello {i}\r\n".encode()
+            for i in range(30)]
+    stored = intake.store_many(engine, [*raws, raws[3]], "pipe")
+    assert [s.id for s in stored[:30]] == sorted(s.id for s in stored[:30])
+    assert [s.duplicate for s in stored] == [False] * 30 + [True]
+    with session_scope(engine) as session:
+        by_id = {i: (raw, duplicate_of) for i, raw, duplicate_of in session.execute(
+            select(InboundMessage.id, InboundMessage.raw, InboundMessage.duplicate_of))}
+    assert [by_id[s.id][0] for s in stored] == [*raws, raws[3]]
+    assert by_id[stored[30].id][1] == stored[3].id
