@@ -51,12 +51,15 @@ class Sizes:
     suivi_repeat: int
     settle: float          # seconds `serve` idles before its memory at rest is read
     wait: float            # at most this long for a pipeline to catch up or answers to arrive
+    backlog_pairs: int     # the floor then the gateway, back to back, this many times per backend
 
 
 FULL = Sizes(corpus=2000, history_cases=1_000_000, big_client_cases=1000, door_clients=50,
-             latency_rate=50, latency_seconds=20, reminders_cap=60, suivi_repeat=5, settle=5, wait=120)
+             latency_rate=50, latency_seconds=20, reminders_cap=60, suivi_repeat=5, settle=5, wait=120,
+             backlog_pairs=3)
 QUICK = Sizes(corpus=200, history_cases=10_000, big_client_cases=1000, door_clients=50,
-              latency_rate=50, latency_seconds=2, reminders_cap=30, suivi_repeat=3, settle=2, wait=60)
+              latency_rate=50, latency_seconds=2, reminders_cap=30, suivi_repeat=3, settle=2, wait=60,
+              backlog_pairs=1)
 
 
 class Bench:
@@ -128,28 +131,44 @@ def connect_postgres(bench: Bench) -> None:
 
 
 def run_backlog(bench: Bench, built: dict[str, scale.Scale]) -> None:
-    """The floor, then per backend `gateway ingest` into an empty database and, right after
-    it, into the database with history: side by side in time, so that a machine whose load
-    changes compares like with like."""
+    """Per backend, the floor then `gateway ingest` into an empty database, back to back,
+    `backlog_pairs` times (the figure is the pair whose ratio is the median: this machine's
+    speed drifts within a minute), then the backlog into the database with history, right
+    after, against the median of the empty runs."""
     assert bench.corpus is not None
-    floor = None
-    if "backlog" in bench.parts:
-        floor = backlog.floor(bench.args.shared, bench.corpus, bench.work)
-        bench.say(f"floor (bare_limit.py): {floor.per_second:.1f} msg/s")
     for backend in bench.backends():
         if "backlog" in bench.parts or backend in built:
-            bench.part(f"backlog.{backend}", functools.partial(_backlogs, bench, backend, floor, built.get(backend)))
+            bench.part(f"backlog.{backend}", functools.partial(_backlogs, bench, backend, built.get(backend)))
 
 
-def _backlogs(bench: Bench, backend: str, floor: backlog.Rate | None, history_db: scale.Scale | None) -> None:
+def _backlogs(bench: Bench, backend: str, history_db: scale.Scale | None) -> None:
     assert bench.corpus is not None
-    url = bench.url(backend, f"backlog-{backend}")
-    empty = backlog.ingest(backlog.prepare(bench.work / f"backlog-{backend}", url, bench.corpus), url, bench.corpus)
-    if floor is not None:
+    pairs: list[tuple[backlog.Rate, backlog.Rate]] = []
+    for n in range(bench.sizes.backlog_pairs if "backlog" in bench.parts else 1):
+        floor = None
+        if "backlog" in bench.parts:
+            folder = bench.work / f"floor-{backend}-{n}"
+            folder.mkdir(parents=True, exist_ok=True)
+            floor = backlog.floor(bench.args.shared, bench.corpus, folder)
+            bench.say(f"floor (bare_limit.py): {floor.per_second:.1f} msg/s")
+        purpose = f"backlog-{backend}-{n}"
+        url = bench.url(backend, purpose)
+        empty = backlog.ingest(backlog.prepare(bench.work / purpose, url, bench.corpus), url, bench.corpus)
+        bench.say(f"gateway ingest ({_name(backend)}): {empty.per_second:.1f} msg/s")
+        if floor is not None:
+            pairs.append((floor, empty))
+    if pairs:
+        ordered = sorted(pairs, key=lambda p: p[1].per_second / p[0].per_second)
+        floor, empty = ordered[len(ordered) // 2]
         target = ratio_at_least(1.0, "floor") if backend == "sqlite" else ratio_at_least(0.6, "floor")
+        note = _outcomes(empty) + (
+            f"; median of {len(pairs)} pairs (the floor, then the gateway), ratios "
+            + ", ".join(f"{g.per_second / f.per_second:.2f}×" for f, g in pairs) if len(pairs) > 1 else "")
         bench.add(Figure(f"backlog.{backend}", f"backlog, {_name(backend)}", empty.per_second, "msg/s",
-                         floor.per_second, "floor", target, _outcomes(empty),
-                         details={"gateway": empty.details(), "floor": floor.details()}))
+                         floor.per_second, "floor", target, note,
+                         details={"gateway": empty.details(), "floor": floor.details(),
+                                  "pairs": [{"floor": f.details(), "gateway": g.details()} for f, g in pairs]}))
+        empty = sorted((g for _, g in pairs), key=lambda g: g.per_second)[len(pairs) // 2]
     if history_db is not None:
         bench.part(f"history.{backend}", functools.partial(_history_backlog, bench, backend, history_db, empty))
 
