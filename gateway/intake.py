@@ -96,7 +96,7 @@ _ADD_ONE = Direct(insert(_TABLE).returning(_TABLE.c.id), returns=[_TABLE.c.id])
 
 
 def _insert_all(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Rows in one statement (executemany with RETURNING), their ids in the order given."""
+    """Rows in one call to the driver (executemany with RETURNING), their ids in the order given."""
     if not rows:
         return []
     if session.get_bind().dialect.name == "postgresql":
@@ -108,7 +108,8 @@ def _insert_all(session: Session, rows: list[dict[str, Any]]) -> list[int]:
 
 def store_group(engine: Engine, items: list[Incoming], known_keys: list[Keys] | None = None) -> list[Stored]:
     """Store messages in one transaction (group commit: each is committed once all are),
-    in one INSERT for all but a second copy of a message of the same group (after it).
+    in one call to the driver for all but a second copy of a message of the same group
+    (after it): one INSERT on SQLite, one statement a row in a pipeline on PostgreSQL.
     Raises IntegrityError when a concurrent store took one of their keys meanwhile."""
     # Before the write lock: hashing needs none.
     keys = known_keys if known_keys is not None else [keys_of(item.raw) for item in items]

@@ -77,9 +77,9 @@ class GroupWriter:
 
     async def _store_waiting(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while self.waiting:
                 with self.storing.one():
-                    loop = asyncio.get_running_loop()
                     if not self.sqlite:
                         group = self._next()
                         stored = await loop.run_in_executor(self.beside, self._store, group)
