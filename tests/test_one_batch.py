@@ -32,6 +32,13 @@ def story() -> list[bytes]:
     )]
 
 
+STORY_OUTCOMES = [
+    ("created", ["case 1 opened"], 1), ("appended", ["information added"], 1),
+    ("appended", ["case 1 details sent"], 1), ("appended", ["case closed by the customer"], 1),
+    ("appended", ["information added", "case reopened"], 1), ("created", ["case 2 opened"], 2),
+    ("appended", ["follow-up list sent: 2 case(s)"], None)]
+
+
 def seen(engine) -> dict[str, list[object]]:
     with read_scope(engine) as session:
         messages = [(m.outcome, m.reasons, m.case_id) for m in
@@ -51,11 +58,7 @@ def test_a_batch_in_one_transaction_ends_as_one_per_message(loaded, settings, to
                                                           committed=lambda: commits.append(1)))
     assert len(commits) == (1 if together else len(ids))
     got = seen(loaded)
-    assert got["messages"] == [
-        ("created", ["case 1 opened"], 1), ("appended", ["information added"], 1),
-        ("appended", ["case 1 details sent"], 1), ("appended", ["case closed by the customer"], 1),
-        ("appended", ["information added", "case reopened"], 1), ("created", ["case 2 opened"], 2),
-        ("appended", ["follow-up list sent: 2 case(s)"], None)]
+    assert got["messages"] == STORY_OUTCOMES
     assert got["cases"] == [(1, "nouveau", False, [PAUL]), (2, "nouveau", False, [])]
     agents = [GREGOIRE, MATHILDE]
     assert got["mails"] == [
@@ -151,3 +154,26 @@ def test_a_batch_reads_the_cases_its_replies_name_at_once(loaded, settings) -> N
     assert got == [("appended", 1), ("appended", 2), ("appended", 1), ("created", 3), ("appended", 3)]
     # One read ahead for the batch, one for the reply to the case opened in it.
     assert len(case_reads) == 2, case_reads
+
+
+def test_a_batch_a_door_interrupts_reads_ahead_for_what_it_decides(loaded, settings) -> None:
+    """While a door waits to store (the pace pauses after each message), each transaction
+    claims and reads ahead for twice as many messages as the one before decided, not for
+    the whole rest of the batch; once the door is served, twice as many again. The story
+    ends as it does in one transaction."""
+    from sqlalchemy import event
+    ids = [s.id for s in intake.store_many(loaded, story(), "pipe")]
+    claims: list[int] = []
+
+    def count(_conn, _cursor, statement, _parameters, context, _many) -> None:
+        if statement.startswith("SELECT inbound_messages.id, inbound_messages.envelope_from"):
+            claims.append(sum(name.startswith("ids_") for name in context.compiled_parameters[0]))
+    commits: list[int] = []
+    event.listen(loaded, "before_cursor_execute", count)
+    try:
+        run.process_many(loaded, settings, ids, pace=run.Pace(pause=lambda: len(commits) < 3,
+                                                              committed=lambda: commits.append(1)))
+    finally:
+        event.remove(loaded, "before_cursor_execute", count)
+    assert claims == [7, 2, 2, 2, 2]  # the code before: 7, 6, 5, 4
+    assert seen(loaded)["messages"] == STORY_OUTCOMES

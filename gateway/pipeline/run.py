@@ -146,15 +146,23 @@ def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.d
     savepoints (the fast path: one commit and one set of reference-data look-ups for many).
     Should a message raise there, that transaction is rolled back whole and its messages
     are done again one per transaction, each inside a savepoint, so that only the failing
-    message is held; the fast path then goes on with the rest."""
+    message is held; the fast path then goes on with the rest.
+
+    A transaction claims and reads ahead (contacts, licences, cases) for the messages it
+    takes: the first all of them, each next one twice as many as the one before decided.
+    When `pace` pauses transactions after a message or two (a door waits to store), reading
+    ahead for the whole rest of the batch at each would hold the writers' line for look-ups
+    that the next transaction makes again."""
     outcomes: list[Outcome | None] = []
+    take = len(reads)
     while len(outcomes) < len(reads):
         rest = reads[len(outcomes):]
         if len(rest) > 1:
             pace.before()
-            done, failed = _fast(engine, settings, rest, now, retry, pace)
+            done, failed = _fast(engine, settings, rest[:max(take, 2)], now, retry, pace)
             outcomes += done
             pace.committed()
+            take = 2 * len(done)
             if failed is None:
                 continue
             rest = rest[len(done):failed + 1]
