@@ -69,3 +69,22 @@ def test_intake_and_parse_read_the_same_message_id_from_any_header(engine, bom, 
     raw = (b"\xef\xbb\xbf" if bom else b"") + ends.join(lines) + ends + ends + b"Bonjour" + ends
     stored = intake.store(engine, raw, "pipe")
     assert inbound(engine, stored.id).message_id == parse(raw).message_id
+
+
+def _first_blank_line(raw: bytes) -> tuple[int, int]:
+    """Where the header block ends, by its definition: the first of an LF LF or an LF CR LF,
+    the CR before it left with the header's end."""
+    found = []
+    for blank in (b"\n\n", b"\n\r\n"):
+        at = raw.find(blank)
+        if at >= 0:
+            found.append((at - 1 if at and raw[at - 1] == 13 else at, at + len(blank)))
+    return min(found) if found else (len(raw), len(raw))
+
+
+@hypothesis_settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(raw=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b": ", b"\n\r\n", b"\n\n"]),
+                    max_size=16).map(b"".join))
+def test_the_header_block_ends_at_the_first_blank_line_however_lines_end(raw) -> None:
+    from gateway.raw import header_end
+    assert header_end(raw) == _first_blank_line(raw)
