@@ -150,9 +150,9 @@ def _decide_all(engine: Engine, settings: Settings, reads: list[Read], now: dt.d
 
     A transaction claims and reads ahead (contacts, licences, cases) for the messages it
     takes: the first all of them, each next one twice as many as the one before decided.
-    When `pace` pauses transactions after a message or two (a door waits to store), reading
-    ahead for the whole rest of the batch at each would hold the writers' line for look-ups
-    that the next transaction makes again."""
+    When `pace` pauses transactions after a message or two (a door or the sender waits to
+    write), reading ahead for the whole rest of the batch at each would hold the writers'
+    line for look-ups that the next transaction makes again."""
     outcomes: list[Outcome | None] = []
     take = len(reads)
     while len(outcomes) < len(reads):
