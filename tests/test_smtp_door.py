@@ -334,28 +334,78 @@ def test_concurrent_sessions_are_each_stored_once_and_a_copy_is_a_duplicate(star
 def test_while_another_process_writes_the_door_serves_other_sessions(start_door, engine) -> None:
     """On SQLite the door waits for its turn in the writers' line (another process writing:
     here, the test holding it) without stopping its event loop: another session is greeted
-    and served meanwhile, and the waiting message gets its 250 once the line is free."""
+    and served meanwhile, its new transaction waiting at MAIL FROM until the message
+    received before it is committed; then both go through, in the order they came."""
     door = start_door()
-    raw, replies = message("En attente"), []
+    raw, other_raw, replies, other_replies = message("En attente"), message("Ensuite"), [], []
+    mail_answered = threading.Event()
 
     def send() -> None:
         with door.connect() as client:
             replies.extend(transaction(client, raw))
 
+    def send_other(other: smtplib.SMTP) -> None:
+        assert other.mail(CUSTOMER)[0] == 250
+        mail_answered.set()
+        assert other.rcpt(SUPPORT)[0] == 250
+        other_replies.append(other.data(other_raw))
+
     with one_writer(engine):
         sender = threading.Thread(target=send)
         sender.start()
-        deadline = time.monotonic() + 10
-        while not door.controller.handler.writer.waiting and time.monotonic() < deadline:
-            time.sleep(0.01)  # the message is in, waiting for the line
+        wait_for(lambda: door.controller.handler.writer.waiting)  # the message is in, waiting for the line
         started = time.monotonic()
-        with door.connect() as other:
-            assert other.mail(CUSTOMER)[0] == 250 and other.rcpt(SUPPORT)[0] == 250 and other.rset()[0] == 250
+        other = door.connect()
+        assert other.noop()[0] == 250 and other.rset()[0] == 250
         assert time.monotonic() - started < 1.0
+        later = threading.Thread(target=send_other, args=(other,))
+        later.start()
+        assert not mail_answered.wait(0.5)  # MAIL FROM waits for the message before it
         assert not replies and rows(engine) == []
     sender.join(10)
+    later.join(10)
+    other.quit()
     [(code, reply)] = replies
-    assert code == 250 and [r.raw for r in rows(engine)] == [raw] and rows(engine)[0].id == queued_id(reply)
+    [(other_code, other_reply)] = other_replies
+    assert code == 250 and other_code == 250
+    assert [r.raw for r in rows(engine)] == [raw, other_raw]
+    assert [r.id for r in rows(engine)] == [queued_id(reply), queued_id(other_reply)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_new_transaction_waits_at_mail_from_for_a_bounded_time(start_door, engine, monkeypatch) -> None:
+    """Should the line stay taken, MAIL FROM is answered after `ROOM_SECONDS` and the
+    transaction goes on; its message then waits for the line after its data, as any."""
+    from gateway.receive import group
+    monkeypatch.setattr(group, "ROOM_SECONDS", 0.3)
+    door = start_door()
+    raw, other_raw, replies, other_replies = message("En attente"), message("Ensuite"), [], []
+
+    def send(raw: bytes, into: list[tuple[int, bytes]]) -> None:
+        with door.connect() as client:
+            into.extend(transaction(client, raw))
+
+    with one_writer(engine):
+        first = threading.Thread(target=send, args=(raw, replies))
+        first.start()
+        wait_for(lambda: door.controller.handler.writer.waiting)
+        started = time.monotonic()
+        second = threading.Thread(target=send, args=(other_raw, other_replies))
+        second.start()
+        wait_for(lambda: len(door.controller.handler.writer.waiting) == 2)  # past MAIL FROM, its data in
+        assert 0.25 < time.monotonic() - started < 5
+        assert not replies and not other_replies and rows(engine) == []
+    first.join(10)
+    second.join(10)
+    assert [code for code, _ in replies + other_replies] == [250, 250]
+    assert sorted(r.raw for r in rows(engine)) == sorted([raw, other_raw])
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.01)
 
 
 def test_the_door_on_sqlite_shortens_the_switch_interval_while_it_is_open(start_door, engine) -> None:

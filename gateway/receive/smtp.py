@@ -6,7 +6,9 @@ storing fails, so the sending MTA keeps it and tries again. The door does nothin
 
 aiosmtpd runs the server in its own thread and event loop; the messages whose DATA ended
 in one turn of that loop are stored together right after it (group commit,
-receive/group.py).
+receive/group.py). A new transaction waits at `MAIL FROM` while messages already received
+are not committed yet (`GroupWriter.room`): under load the door finishes what it holds
+before it takes more, and a sender waits before its data, not after it.
 """
 from __future__ import annotations
 
@@ -43,6 +45,14 @@ class Door:
         self.engine = engine
         self.on_stored = on_stored
         self.writer = GroupWriter(engine, storing or Storing())
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        """aiosmtpd's own answer, once the messages received before are committed."""
+        await self.writer.room()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
