@@ -58,14 +58,9 @@ def run_once(c: Checkout, corpus: backlog.Corpus, mails: list[smtp_load.Mail], w
     env = dict(procs.CHILD_ENV, **c.env, PYTHONPATH=os.pathsep.join([str(c.folder), str(procs.ROOT)]))
     subprocess.run([procs.GATEWAY, "--config", str(config), "import", str(corpus.refdata)], cwd=work, env=env,
                    check=True, capture_output=True)
-    with procs.relay(work, relay_port, work / "relay.jsonl"), open(work / "serve.out", "ab") as log:
-        serve = subprocess.Popen([procs.GATEWAY, "--config", str(config), "serve"], cwd=work, env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            procs.wait_for_port(smtp_port, serve)
-            return asyncio.run(smtp_load.saturate(smtp_port, mails, procs.SUPPORT, clients))
-        finally:
-            procs.stop(serve)
+    with procs.relay(work, relay_port, work / "relay.jsonl"), \
+            procs.running("serve", [procs.GATEWAY, "--config", str(config), "serve"], smtp_port, work, env):
+        return asyncio.run(smtp_load.saturate(smtp_port, mails, procs.SUPPORT, clients))
 
 
 def ms(values: list[float], p: float) -> float:

@@ -119,12 +119,13 @@ def gateway(config: Path, *args: str) -> Timed:
 
 
 @contextmanager
-def running(name: str, args: list[str], port: int, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(name: str, args: list[str], port: int, cwd: Path,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A server child, ready on `port` inside the block, stopped with SIGTERM after it; its
-    output goes to `cwd/NAME.out`."""
+    output goes to `cwd/NAME.out`. `env`: its environment (default: `CHILD_ENV`)."""
     with open(cwd / f"{name}.out", "ab") as log:
         process = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=CHILD_ENV)
+                                   stdin=subprocess.DEVNULL, env=CHILD_ENV if env is None else env)
         try:
             wait_for_port(port, process)
             yield process
