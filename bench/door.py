@@ -57,13 +57,16 @@ def floor(shared: Path, work: Path, mails: list[Mail], clients: int) -> DoorRun:
         return DoorRun(asyncio.run(smtp_load.saturate(port, mails, procs.SUPPORT, clients)))
 
 
-def gateway(work: Path, corpus: Corpus, mails: list[Mail], clients: int, drain_timeout: float) -> DoorRun:
-    """`gateway serve` on a new SQLite file under the load, then until its pipeline is idle."""
+def gateway(work: Path, corpus: Corpus, mails: list[Mail], clients: int, drain_timeout: float,
+            env: dict[str, str] | None = None) -> DoorRun:
+    """`gateway serve` on a new SQLite file under the load, then until its pipeline is idle
+    (`drain_timeout` seconds at most). `env`: the gateway's environment (default: the
+    benchmark's, `procs.CHILD_ENV`)."""
     url = databases.sqlite_url(work / "gateway.sqlite3")
     smtp_port, relay_port = procs.free_port(), procs.free_port()
     config = procs.write_config(work, url, smtp_port=smtp_port, relay_port=relay_port)
-    procs.gateway(config, "import", str(corpus.refdata))
-    with procs.relay(work, relay_port, work / "relay.jsonl"), procs.serve(config, smtp_port):
+    procs.gateway(config, "import", str(corpus.refdata), env=env)
+    with procs.relay(work, relay_port, work / "relay.jsonl"), procs.serve(config, smtp_port, env):
         run = DoorRun(asyncio.run(smtp_load.saturate(smtp_port, mails, procs.SUPPORT, clients)))
         run.drain_seconds = wait_processed(url, drain_timeout)
     run.outcomes = databases.outcomes(url)

@@ -18,11 +18,9 @@ median. Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,18 +47,11 @@ def checkout(spec: str) -> Checkout:
 
 def run_once(c: Checkout, corpus: backlog.Corpus, mails: list[smtp_load.Mail], work: Path,
              clients: int) -> smtp_load.Load:
+    """`bench/run`'s door run with the checkout's code, stopped once the load ends (the
+    pipeline's drain is not measured here)."""
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    subprocess.run([procs.PYTHON, "-m", "compileall", "-q", str(c.folder / "gateway")], check=True)
-    smtp_port, relay_port = procs.free_port(), procs.free_port()
-    config = procs.write_config(work, f"sqlite:///{work / 'gateway.sqlite3'}", smtp_port=smtp_port,
-                                relay_port=relay_port)
     env = dict(procs.CHILD_ENV, **c.env, PYTHONPATH=os.pathsep.join([str(c.folder), str(procs.ROOT)]))
-    subprocess.run([procs.GATEWAY, "--config", str(config), "import", str(corpus.refdata)], cwd=work, env=env,
-                   check=True, capture_output=True)
-    with procs.relay(work, relay_port, work / "relay.jsonl"), \
-            procs.running("serve", [procs.GATEWAY, "--config", str(config), "serve"], smtp_port, work, env):
-        return asyncio.run(smtp_load.saturate(smtp_port, mails, procs.SUPPORT, clients))
+    return door.gateway(work, corpus, mails, clients, drain_timeout=0, env=env).load
 
 
 def ms(values: list[float], p: float) -> float:
@@ -80,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         corpus = backlog.make_corpus(args.shared.resolve(), work, 2000, 42)
         mails = door.corpus_mails(corpus)
+        for c in args.checkouts:
+            procs.compile_gateway(c.folder)
         for r in range(args.rounds):
             for c in args.checkouts:
                 load = run_once(c, corpus, mails, work / c.label, args.clients)

@@ -26,11 +26,12 @@ SUPPORT = "support@editeur.example"
 CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
-def compile_gateway() -> None:
-    """Compile the measured gateway's modules once, as installing its wheel does: an
-    environment that writes no bytecode (PYTHONDONTWRITEBYTECODE) would otherwise have each
-    `gateway` command compile every module it imports again (0.1 to 0.15 s of CPU each)."""
-    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "gateway")], check=True)
+def compile_gateway(root: Path = ROOT) -> None:
+    """Compile the measured gateway's modules once (those of the checkout at `root`), as
+    installing its wheel does: an environment that writes no bytecode
+    (PYTHONDONTWRITEBYTECODE) would otherwise have each `gateway` command compile every
+    module it imports again (0.1 to 0.15 s of CPU each)."""
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(root / "gateway")], check=True)
 
 
 def free_port() -> int:
@@ -81,14 +82,16 @@ class Timed:
 
 
 def timed(args: list[str], cwd: Path, cap: float | None = None,
-          sample: Callable[[], None] | None = None, every: float = 0.5) -> Timed:
-    """Run `args` in `cwd` to its end, or kill it after `cap` seconds, calling `sample()`
-    every `every` seconds meanwhile. Its CPU time comes from wait4; the wall time is
-    read within 10 ms of its end."""
+          sample: Callable[[], None] | None = None, every: float = 0.5,
+          env: dict[str, str] | None = None) -> Timed:
+    """Run `args` in `cwd` (in `env`, default `CHILD_ENV`) to its end, or kill it after
+    `cap` seconds, calling `sample()` every `every` seconds meanwhile. Its CPU time comes
+    from wait4; the wall time is read within 10 ms of its end."""
     out, err = cwd / ".out", cwd / ".err"
     with open(out, "wb") as o, open(err, "wb") as e:
         t0 = time.perf_counter()
-        process = subprocess.Popen(args, cwd=cwd, stdout=o, stderr=e, stdin=subprocess.DEVNULL, env=CHILD_ENV)
+        process = subprocess.Popen(args, cwd=cwd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
+                                   env=CHILD_ENV if env is None else env)
         cut, next_sample = False, t0 + every
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -109,9 +112,9 @@ def timed(args: list[str], cwd: Path, cap: float | None = None,
                  out.read_text(errors="replace"), err.read_text(errors="replace"), cut)
 
 
-def gateway(config: Path, *args: str) -> Timed:
-    """`gateway --config CONFIG ARGS…`, raising when it fails."""
-    result = timed([GATEWAY, "--config", str(config), *args], config.parent)
+def gateway(config: Path, *args: str, env: dict[str, str] | None = None) -> Timed:
+    """`gateway --config CONFIG ARGS…` (in `env`, default `CHILD_ENV`), raising when it fails."""
+    result = timed([GATEWAY, "--config", str(config), *args], config.parent, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"gateway {' '.join(args)} exited {result.returncode}: "
                            f"{(result.stderr or result.stdout).strip()[-500:]}")
@@ -144,9 +147,9 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
             process.wait()
 
 
-def serve(config: Path, port: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """`gateway serve` on `config` (whose door listens on `port`)."""
-    return running("serve", [GATEWAY, "--config", str(config), "serve"], port, config.parent)
+def serve(config: Path, port: int, env: dict[str, str] | None = None) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """`gateway serve` on `config` (whose door listens on `port`), in `env` (default `CHILD_ENV`)."""
+    return running("serve", [GATEWAY, "--config", str(config), "serve"], port, config.parent, env)
 
 
 def relay(folder: Path, port: int, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
